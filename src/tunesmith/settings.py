@@ -1,0 +1,54 @@
+"""Where tunesmith keeps its state, and the settings read from TUNESMITH_* environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUNESMITH_", extra="ignore")
+
+    home: Path = Field(
+        default=Path("~/.tunesmith"),
+        description="Folder holding every model cache, run, upload and the store; move it all with "
+        "TUNESMITH_HOME.",
+    )
+    org: str = Field(default="local", description="Organisation slug in fine-tuned model names.")
+    max_upload_bytes: int = Field(default=512 * 1024**2, description="Largest accepted upload.")
+    api_keys: list[str] = Field(
+        default_factory=list, description="Bearer keys the server accepts; empty means no auth."
+    )
+
+    @cached_property
+    def root(self) -> Path:
+        path = self.home.expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "tunesmith.db"
+
+    @property
+    def models_dir(self) -> Path:
+        """Base models converted once (GGUF dequantised to safetensors)."""
+        return self.root / "models"
+
+    @property
+    def runs_dir(self) -> Path:
+        """One folder per fine-tuning job: checkpoints, adapter, metrics, plots."""
+        return self.root / "runs"
+
+    @property
+    def files_dir(self) -> Path:
+        """Uploaded and produced files, stored by id, never by the client's filename."""
+        return self.root / "files"
+
+
+def get_settings() -> Settings:
+    """Settings are read on each call, never at import, so tests can move TUNESMITH_HOME."""
+    return Settings()

@@ -1,0 +1,106 @@
+"""Numbered schema migrations, recorded in a table so old stores grow without breaking.
+
+The SQL is plain (no SQLite-only column types beyond what PostgreSQL accepts), so the same schema
+can later back several workers on one PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema.
+    """
+    CREATE TABLE files (
+        id TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        filename TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        path TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'processed',
+        expires_at INTEGER
+    );
+    CREATE TABLE jobs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT UNIQUE NOT NULL,
+        created_at INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        training_file TEXT NOT NULL,
+        validation_file TEXT,
+        suffix TEXT,
+        seed INTEGER NOT NULL,
+        metadata TEXT,
+        method TEXT NOT NULL,
+        config TEXT NOT NULL,
+        status TEXT NOT NULL,
+        error TEXT,
+        fine_tuned_model TEXT,
+        finished_at INTEGER,
+        trained_tokens INTEGER,
+        result_files TEXT NOT NULL DEFAULT '[]',
+        estimated_finish INTEGER,
+        run_dir TEXT NOT NULL,
+        data_hash TEXT,
+        worker_pid INTEGER,
+        control TEXT
+    );
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT UNIQUE NOT NULL,
+        job_id TEXT NOT NULL REFERENCES jobs(id),
+        created_at INTEGER NOT NULL,
+        level TEXT NOT NULL,
+        message TEXT NOT NULL,
+        type TEXT NOT NULL,
+        data TEXT
+    );
+    CREATE INDEX events_job ON events(job_id, seq);
+    CREATE TABLE checkpoints (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT UNIQUE NOT NULL,
+        job_id TEXT NOT NULL REFERENCES jobs(id),
+        created_at INTEGER NOT NULL,
+        step_number INTEGER NOT NULL,
+        model_name TEXT NOT NULL,
+        path TEXT NOT NULL,
+        metrics TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX checkpoints_job ON checkpoints(job_id, seq);
+    CREATE TABLE models (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        base TEXT NOT NULL,
+        weights TEXT NOT NULL,
+        adapter TEXT,
+        job_id TEXT,
+        created INTEGER NOT NULL,
+        owned_by TEXT NOT NULL
+    );
+    """,
+]
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Apply every migration not yet recorded, each in its own transaction."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, applied_at INTEGER)"
+    )
+    done = {row[0] for row in conn.execute("SELECT version FROM migrations")}
+    for version, sql in enumerate(MIGRATIONS, start=1):
+        if version in done:
+            continue
+        # executescript would commit on its own; run each statement inside one transaction.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in filter(str.strip, sql.split(";")):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO migrations (version, applied_at) VALUES (?, ?)",
+                (version, int(time.time())),
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")

@@ -1,0 +1,51 @@
+"""Fine-tuned models and checkpoints registered by name, each callable like a base model."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tunesmith.models.catalog import ModelSpec
+
+if TYPE_CHECKING:
+    from tunesmith.store.db import Store
+
+
+def _spec(row) -> ModelSpec:
+    return ModelSpec(
+        name=row["name"],
+        kind=row["kind"],
+        base=row["base"],
+        weights=row["weights"],
+        adapter=Path(row["adapter"]) if row["adapter"] else None,
+        created=row["created"],
+        owned_by=row["owned_by"],
+        extra={"job_id": row["job_id"]},
+    )
+
+
+class Registry:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def register(self, spec: ModelSpec, job_id: str | None) -> None:
+        self.store.execute(
+            "INSERT INTO models (name, kind, base, weights, adapter, job_id, created, owned_by) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            [
+                spec.name, spec.kind, spec.base, spec.weights,
+                str(spec.adapter) if spec.adapter else None, job_id,
+                spec.created or int(time.time()), spec.owned_by,
+            ],
+        )  # fmt: skip
+
+    def get(self, name: str) -> ModelSpec | None:
+        rows = self.store.query("SELECT * FROM models WHERE name = ?", [name])
+        return _spec(rows[0]) if rows else None
+
+    def list(self) -> list[ModelSpec]:
+        return [_spec(r) for r in self.store.query("SELECT * FROM models ORDER BY created, name")]
+
+    def delete(self, name: str) -> bool:
+        return self.store.execute("DELETE FROM models WHERE name = ?", [name]) > 0
