@@ -160,3 +160,16 @@ def size_on_disk(path: str | Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def gguf_parameters(path: Path) -> int:
+    """Parameters of a GGUF file, read from its tensor headers (nothing is dequantised)."""
+    from gguf import GGUFReader
+
+    total = 0
+    for tensor in GGUFReader(str(path)).tensors:
+        n = 1
+        for dim in tensor.shape:
+            n *= int(dim)
+        total += n
+    return total

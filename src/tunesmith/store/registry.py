@@ -49,3 +49,10 @@ class Registry:
 
     def delete(self, name: str) -> bool:
         return self.store.execute("DELETE FROM models WHERE name = ?", [name]) > 0
+
+    def resolve(self, name: str) -> ModelSpec:
+        """Any model name: built-in, local folder, hub id, or a registered ft: model."""
+        from tunesmith.models.catalog import BUILTINS, resolve
+
+        known = [*BUILTINS, *(spec.name for spec in self.list())]
+        return resolve(name, registry=self.get, known=known)

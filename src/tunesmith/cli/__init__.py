@@ -1,0 +1,28 @@
+"""The `tunesmith` command: a thin Typer door onto the same services the API uses."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from tunesmith.cli import chat, data, demo, jobs, models, train
+from tunesmith.cli.console import run_guarded
+
+app = typer.Typer(
+    name="tunesmith",
+    help="Fine-tune open language models on your own data, measure it, and serve it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data.app, name="data")
+app.add_typer(models.app, name="models")
+app.add_typer(jobs.app, name="jobs")
+train.register(app)
+chat.register(app)
+demo.register(app)
+
+
+def main() -> None:
+    sys.exit(run_guarded(app))

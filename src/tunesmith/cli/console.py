@@ -1,0 +1,67 @@
+"""Shared Rich consoles, and the one wrapper that turns a TunesmithError into message + hint."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import click
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from tunesmith.errors import TunesmithError
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def quiet_libraries() -> None:
+    """Library progress bars and warnings would drown the Rich display."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    logging.basicConfig(
+        level=logging.WARNING,
+        handlers=[RichHandler(console=err, show_path=False)],
+        format="%(message)s",
+    )
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def print_error(exc: TunesmithError) -> None:
+    err.print(f"[bold red]Error:[/] {exc.message}")
+    if exc.hint:
+        err.print(f"[dim]{exc.hint}[/]")
+
+
+def run_guarded(app: typer.Typer) -> int:
+    """Run the app; a TunesmithError prints one paragraph and exits 1, never a traceback."""
+    quiet_libraries()
+    try:
+        # Without standalone mode, click returns typer.Exit's code instead of exiting.
+        code = app(standalone_mode=False)
+    except TunesmithError as exc:
+        print_error(exc)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err.print("Aborted.")
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return 1  # usage errors are bad input like any other: exit 1
+    except KeyboardInterrupt:
+        err.print("Interrupted.")
+        return 130
+    return code if isinstance(code, int) else 0

@@ -1,0 +1,1 @@
+"""Data: every format read into canonical records, checked, counted, split, and rendered to tokens."""

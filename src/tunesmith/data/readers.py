@@ -1,0 +1,269 @@
+"""Reading a data file in any supported format into canonical records, every problem located."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from tunesmith.data.issues import Issue, RowIssues
+from tunesmith.data.openai_format import chat_record, dpo_record
+from tunesmith.data.other_formats import (
+    LITERAL,
+    MAPPING_ROLES,
+    alpaca_record,
+    columns_record,
+    prompt_completion_record,
+    sharegpt_record,
+)
+from tunesmith.data.records import Record
+from tunesmith.data.rows import CONTAINERS, Rows, load_rows
+from tunesmith.errors import TunesmithError
+
+# name -> (what to call it, what an example looks like)
+FORMATS: dict[str, tuple[str, str]] = {
+    "chat": ("OpenAI chat", '{"messages": [{"role": ..., "content": ...}], "tools"?: [...]}'),
+    "dpo": (
+        "OpenAI DPO",
+        '{"input": {"messages": [...]}, "preferred_output": [...], "non_preferred_output": [...]}',
+    ),
+    "alpaca": ("Alpaca", '{"instruction": ..., "input"?: ..., "output": ...}'),
+    "sharegpt": ("ShareGPT", '{"conversations": [{"from": "human"|"gpt", "value": ...}]}'),
+    "prompt_completion": ("prompt/completion", '{"prompt": ..., "completion": ...}'),
+    "columns": ("column mapping", 'any rows, with {"user": COLUMN, "assistant": COLUMN}'),
+}
+Converter = Callable[[Any, RowIssues], Record | None]
+CONVERTERS: dict[str, Converter] = {
+    "chat": chat_record,
+    "dpo": dpo_record,
+    "alpaca": alpaca_record,
+    "sharegpt": sharegpt_record,
+    "prompt_completion": prompt_completion_record,
+}
+# Detection votes over the first rows, so that one malformed first line cannot mislead it.
+DETECT_ROWS = 20
+
+
+@dataclass
+class ReadResult:
+    """What a file held: its records, the format detected, and every problem found on the way.
+
+    `n_examples` counts the examples in the file, those with errors included; `records` holds
+    only the ones free of errors.
+    """
+
+    file: str
+    format: str
+    container: str
+    records: list[Record]
+    problems: list[Issue] = field(default_factory=list)
+    n_examples: int = 0
+
+    @property
+    def description(self) -> str:
+        """`ShareGPT (JSON array)`: what the user is told was detected."""
+        return f"{FORMATS[self.format][0]} ({CONTAINERS[self.container]})"
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [p for p in self.problems if p.severity == "error"]
+
+
+def read(
+    path: str | Path, *, mapping: dict[str, str] | None = None, fmt: str = "auto"
+) -> ReadResult:
+    """Read JSONL, a JSON array, CSV/TSV, Parquet or a saved Hugging Face dataset.
+
+    `fmt` is "auto" or a key of FORMATS. A `mapping` ({"system"?, "user", "assistant"} to column
+    names, or to literal text after "=") reads any rows as chat. Per-example problems are collected
+    in `problems`, never raised; TunesmithError is raised only when the file as a whole cannot be
+    read: missing, a plain folder, not UTF-8, empty, of an unknown format, or a mapping that names
+    columns the file does not have.
+    """
+    path = Path(path)
+    rows = load_rows(path)
+    n_bad_json = sum(p.kind == "invalid_json" for p in rows.problems)
+    if not rows.items and not n_bad_json:
+        raise TunesmithError(
+            f"{path} holds no examples.",
+            "Give at least one example (OpenAI requires 10 to train).",
+            param="file",
+        )
+    fmt = choose_format(rows, path, mapping, fmt)
+    convert = partial(columns_record, mapping=mapping) if fmt == "columns" else CONVERTERS[fmt]
+    problems = list(rows.problems)
+    records = []
+    for line, value in rows.items:
+        record = convert(value, RowIssues(line, problems))
+        if record is not None:
+            records.append(record)
+    problems.sort(key=lambda p: p.line or 0)
+    for problem in problems:
+        problem.file = str(path)
+    return ReadResult(
+        file=str(path),
+        format=fmt,
+        container=rows.container,
+        records=records,
+        problems=problems,
+        n_examples=len(rows.items) + n_bad_json,
+    )
+
+
+def choose_format(rows: Rows, path: Path, mapping: dict[str, str] | None, fmt: str) -> str:
+    if mapping is not None:
+        if fmt not in ("auto", "columns"):
+            raise TunesmithError(
+                f"A column mapping was given together with the format {fmt!r}.",
+                "Give either a mapping (any rows read as chat) or a format, not both.",
+                param="mapping",
+            )
+        check_mapping(mapping, rows.columns or first_keys(rows), path)
+        return "columns"
+    if fmt == "columns":
+        raise TunesmithError(
+            f"Reading {path} by columns needs a column mapping.",
+            'Give one such as {"user": "question", "assistant": "answer"}.',
+            param="mapping",
+        )
+    if fmt != "auto":
+        if fmt not in FORMATS:
+            raise TunesmithError(
+                f"Unknown data format {fmt!r}.",
+                f"Known formats: auto, {', '.join(FORMATS)}.",
+                param="format",
+            )
+        return fmt
+    return detect(rows, path)
+
+
+def shape_of(row: dict) -> str | None:
+    """The format one row looks like, from its keys; None if it looks like none."""
+    if "messages" in row:
+        messages = row["messages"]
+        first = messages[0] if isinstance(messages, list) and messages else None
+        # Some ShareGPT files name the list "messages" but keep from/value turns.
+        return "sharegpt" if isinstance(first, dict) and "from" in first else "chat"
+    if "preferred_output" in row or "non_preferred_output" in row:
+        return "dpo"
+    if "conversations" in row:
+        return "sharegpt"
+    if "instruction" in row and "output" in row:
+        return "alpaca"
+    if "prompt" in row and "completion" in row:
+        return "prompt_completion"
+    return None
+
+
+def detect(rows: Rows, path: Path) -> str:
+    """The format most of the first rows look like; raise if they look like none."""
+    dicts = [value for _, value in rows.items[:DETECT_ROWS] if isinstance(value, dict)]
+    if not dicts:
+        return "chat"  # nothing but non-objects: the chat reader reports each one as data_type
+    votes = Counter(shape_of(d) for d in dicts)
+    votes.pop(None, None)
+    if votes:
+        return votes.most_common(1)[0][0]
+    raise unknown_format(path, rows.columns or first_keys(rows))
+
+
+def unknown_format(path: Path, keys: list[str]) -> TunesmithError:
+    named = [k for k in keys if k]
+    example = {"user": named[0], "assistant": named[-1]} if named else {"user": "COLUMN"}
+    mapping_hint = (
+        f'read the rows with a column mapping such as {json.dumps(example)} ("{LITERAL}" '
+        f'starts literal text, where {{COLUMN}} is filled in: "system": "{LITERAL}You are ...").'
+    )
+    if path.suffix.lower() in (".csv", ".tsv", ".parquet"):
+        return TunesmithError(
+            f"{path} has the columns {', '.join(map(repr, keys[:20]))}; which one is the "
+            "question and which the answer cannot be guessed.",
+            f"Columns named prompt/completion or instruction/output are read as such; otherwise "
+            f"{mapping_hint}",
+            param="file",
+        )
+    known = "; ".join(
+        f"{name}: {shape}" for key, (name, shape) in FORMATS.items() if key != "columns"
+    )
+    return TunesmithError(
+        f"Could not tell the format of {path}: its examples have the keys "
+        f"{', '.join(map(repr, keys[:20]))}, which match no known format.",
+        f"Known formats are {known}. Rename the keys, or {mapping_hint}",
+        param="file",
+    )
+
+
+def first_keys(rows: Rows) -> list[str]:
+    """The keys of the first rows, in order of appearance: the 'columns' of JSON rows."""
+    keys: dict[str, None] = {}
+    for _, value in rows.items[:DETECT_ROWS]:
+        if isinstance(value, dict):
+            keys.update(dict.fromkeys(value))
+    return list(keys)
+
+
+def check_mapping(mapping: dict[str, str], columns: list[str], path: Path) -> None:
+    """Refuse a mapping that misses a role or names a column the file does not have."""
+    roles = set(mapping)
+    if not roles <= set(MAPPING_ROLES) or not {"user", "assistant"} <= roles:
+        stray = sorted(roles - set(MAPPING_ROLES))
+        close = [difflib.get_close_matches(r, MAPPING_ROLES, n=1) for r in stray]
+        guess = "".join(
+            f" Did you mean {c[0]!r} for {r!r}?" for r, c in zip(stray, close, strict=True) if c
+        )
+        raise TunesmithError(
+            f"The column mapping must map 'user' and 'assistant' (and may map 'system'); "
+            f"it maps {', '.join(map(repr, sorted(roles))) or 'nothing'}.{guess}",
+            'Example: {"system": "=You are a helpful assistant.", "user": "question", '
+            '"assistant": "answer"}.',
+            param="mapping",
+        )
+    for role, source in mapping.items():
+        if not isinstance(source, str) or not source:
+            raise TunesmithError(
+                f"The column mapping gives {role!r} no column name.",
+                "Map each role to a column name, or to literal text after '='.",
+                param="mapping",
+            )
+        if source.startswith(LITERAL) or source in columns:
+            continue
+        close = difflib.get_close_matches(source, columns, n=1)
+        guess = f"Did you mean {close[0]!r}? " if close else ""
+        raise TunesmithError(
+            f"{path} has no column {source!r} (mapped to {role}).",
+            f"{guess}Its columns are: {', '.join(map(repr, columns))}.",
+            param="mapping",
+        )
+
+
+def parse_mapping(spec: str | Iterable[str]) -> dict[str, str]:
+    """A column mapping from JSON text, or from ROLE=COLUMN items (`system==You are ...`)."""
+    if isinstance(spec, str) and spec.lstrip().startswith("{"):
+        try:
+            value = json.loads(spec)
+        except json.JSONDecodeError as exc:
+            raise TunesmithError(
+                f"The column mapping is not valid JSON: {exc.msg} at column {exc.colno}.",
+                'Write it as {"user": "question", "assistant": "answer"}.',
+                param="mapping",
+            ) from exc
+        if not isinstance(value, dict):
+            raise TunesmithError("The column mapping must be a JSON object.", param="mapping")
+        return value
+    out: dict[str, str] = {}
+    for item in [spec] if isinstance(spec, str) else spec:
+        role, sep, source = item.partition("=")
+        if not sep or not role.strip():
+            raise TunesmithError(
+                f"Cannot read the mapping item {item!r}.",
+                "Write ROLE=COLUMN, such as user=question; give a literal system prompt as "
+                "system==You are ....",
+                param="mapping",
+            )
+        out[role.strip()] = source
+    return out

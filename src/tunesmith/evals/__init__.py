@@ -1,0 +1,1 @@
+"""Evaluation: task metrics, scoring a model on held-out data, and the strategy comparison."""

@@ -1,0 +1,1 @@
+"""The generation engine: base models with adapters, a continuous-batching scheduler, streaming."""

@@ -1,0 +1,131 @@
+"""One request inside the engine: its tokens so far, stop handling, and the stream of deltas."""
+
+from __future__ import annotations
+
+import itertools
+import queue
+from dataclasses import dataclass, field
+
+import torch
+
+from tunesmith.infer.sampling import SamplingParams, TokenLogprob
+
+_ids = itertools.count()
+
+
+@dataclass
+class Delta:
+    """New text for one request; the last delta carries `finish_reason`."""
+
+    text: str
+    token_ids: list[int]
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+@dataclass
+class Completion:
+    text: str
+    token_ids: list[int]
+    finish_reason: str
+    prompt_tokens: int
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+class Sequence:
+    """State of one request. Only the scheduler thread mutates it; readers use `deltas`."""
+
+    def __init__(
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        adapter: str | None,
+        tokenizer,
+        stop_ids: set[int],
+    ) -> None:
+        self.id = next(_ids)
+        self.prompt_ids = prompt_ids
+        self.params = params
+        self.adapter = adapter
+        self.tokenizer = tokenizer
+        self.stop_ids = stop_ids
+        self.generated: list[int] = []
+        self.logprobs: list[TokenLogprob] = []
+        self.text = ""
+        self.sent_chars = 0
+        self.sent_tokens = 0
+        self.finish_reason: str | None = None
+        self.deltas: queue.Queue[Delta | BaseException] = queue.Queue()
+        self.generator: torch.Generator | None = None
+        if params.seed is not None:
+            self.generator = torch.Generator().manual_seed(params.seed)
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
+
+    def accept(self, token: int, logprob: TokenLogprob | None) -> None:
+        """Take one generated token; finish on an end-of-turn token, a stop string or the limit."""
+        if token in self.stop_ids:
+            self.finish("stop")
+            return
+        self.generated.append(token)
+        if logprob is not None:
+            self.logprobs.append(logprob)
+        self.text = self.tokenizer.decode(self.generated, skip_special_tokens=True)
+        for stop in self.params.stop:
+            cut = self.text.find(stop)
+            if cut >= 0:
+                self.text = self.text[:cut]
+                self.finish("stop")
+                return
+        if len(self.generated) >= self.params.max_tokens:
+            self.finish("length")
+            return
+        self._send()
+
+    def finish(self, reason: str) -> None:
+        self.finish_reason = reason
+        self._send()
+
+    def fail(self, error: BaseException) -> None:
+        self.finish_reason = "error"
+        self.deltas.put(error)
+
+    def _send(self) -> None:
+        """Emit the text that can no longer change: never half a UTF-8 character, never the
+        beginning of what may turn out to be a stop string."""
+        ready = len(self.text)
+        if not self.done:
+            if self.text.endswith("\ufffd"):
+                return
+            for stop in self.params.stop:
+                for k in range(min(len(stop) - 1, ready), 0, -1):
+                    if self.text.endswith(stop[:k]):
+                        ready = min(ready, len(self.text) - k)
+                        break
+        if ready <= self.sent_chars and not self.done:
+            return
+        delta = Delta(
+            text=self.text[self.sent_chars : ready],
+            token_ids=self.generated[self.sent_tokens :],
+            logprobs=self.logprobs[self.sent_tokens :],
+            finish_reason=self.finish_reason,
+        )
+        self.sent_chars = max(self.sent_chars, ready)
+        self.sent_tokens = len(self.generated)
+        self.deltas.put(delta)
+
+    def completion(self) -> Completion:
+        assert self.finish_reason is not None
+        return Completion(
+            text=self.text,
+            token_ids=self.generated,
+            finish_reason=self.finish_reason,
+            prompt_tokens=len(self.prompt_ids),
+            logprobs=self.logprobs,
+        )

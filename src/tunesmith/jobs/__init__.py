@@ -1,0 +1,1 @@
+"""The job queue: creating jobs, validating their files, and workers that run them."""

@@ -1,0 +1,93 @@
+"""Rows of the model catalog for `tunesmith models list` and the API: size, parameters, place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunesmith.models.catalog import BUILTINS, ModelSpec, hub_reachable, is_local_folder
+from tunesmith.models.loading import (
+    count_parameters,
+    gguf_parameters,
+    package_folder,
+    size_on_disk,
+)
+from tunesmith.settings import get_settings
+
+
+@dataclass
+class ModelRow:
+    name: str
+    kind: str
+    parameters: int | None
+    bytes: int | None
+    location: str
+    default: bool = False
+    adapter: bool = False  # parameters count the adapter only; the base is shared
+
+
+def builtin_rows() -> list[ModelRow]:
+    from tunesmith.models.catalog import DEFAULT_MODEL
+
+    rows = []
+    for builtin in BUILTINS.values():
+        try:
+            gguf = package_folder(builtin.package) / builtin.gguf_file
+        except Exception:  # the package is missing: still list the name, with where to get it
+            rows.append(
+                ModelRow(builtin.name, "builtin", None, None, f"pip install {builtin.package}")
+            )
+            continue
+        cache = get_settings().models_dir / builtin.name
+        location = str(gguf) + (f" (cached: {cache})" if cache.exists() else "")
+        size = gguf.stat().st_size + (size_on_disk(cache) if cache.exists() else 0)
+        rows.append(
+            ModelRow(
+                builtin.name,
+                "builtin",
+                gguf_parameters(gguf),
+                size,
+                location,
+                default=builtin.name == DEFAULT_MODEL,
+            )
+        )
+    return rows
+
+
+def extra_rows(names: list[str]) -> list[ModelRow]:
+    """Local folders and hub ids the user asked about."""
+    rows = []
+    for name in names:
+        if is_local_folder(name):
+            folder = Path(name).expanduser().resolve()
+            rows.append(
+                ModelRow(
+                    str(folder),
+                    "local",
+                    count_parameters(folder),
+                    size_on_disk(folder),
+                    str(folder),
+                )
+            )
+        elif "/" in name and hub_reachable():
+            rows.append(ModelRow(name, "hub", None, None, f"https://huggingface.co/{name}"))
+    return rows
+
+
+def trained_rows(specs: list[ModelSpec]) -> list[ModelRow]:
+    """Fine-tuned models and checkpoints: adapter parameters and size (the base is shared)."""
+    rows = []
+    for spec in specs:
+        folder = Path(spec.adapter or spec.weights)
+        exists = folder.exists()
+        rows.append(
+            ModelRow(
+                spec.name,
+                spec.kind,
+                count_parameters(folder) if exists else None,
+                size_on_disk(folder) if exists else None,
+                str(folder) if exists else f"{folder} (missing)",
+                adapter=spec.adapter is not None,
+            )
+        )
+    return rows

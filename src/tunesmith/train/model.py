@@ -1,0 +1,130 @@
+"""Pure translations of the run config (to PEFT's LoraConfig and TRL's SFTConfig) and the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tunesmith.errors import TunesmithError
+from tunesmith.models.catalog import ModelSpec
+from tunesmith.models.hardware import pick_device, pick_precision
+from tunesmith.train.config import Resolved, SFTConfig
+
+if TYPE_CHECKING:
+    import trl
+    from peft import LoraConfig
+    from transformers import PreTrainedModel
+
+
+def lora_config(config: SFTConfig) -> LoraConfig | None:
+    """PEFT's LoraConfig for a LoRA run, None for a full fine-tune."""
+    from peft import LoraConfig
+
+    if config.method != "lora":
+        return None
+    lora = config.lora
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.lora_alpha or 2 * lora.r,
+        lora_dropout=lora.lora_dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def trl_args(
+    config: SFTConfig,
+    resolved: Resolved,
+    run_dir: Path,
+    device: str,
+    precision: str,
+    has_eval: bool,
+) -> trl.SFTConfig:
+    """TRL's SFTConfig for this run. The data arrives tokenized, so TRL's preparation is skipped."""
+    import trl
+
+    return trl.SFTConfig(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=resolved.epochs,
+        per_device_train_batch_size=resolved.batch_size,
+        per_device_eval_batch_size=resolved.batch_size,
+        learning_rate=resolved.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=round(config.warmup_ratio * resolved.total_steps),
+        weight_decay=config.weight_decay,
+        seed=config.seed,
+        data_seed=config.seed,
+        logging_steps=1,
+        save_strategy="epoch",
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=resolved.eval_steps if has_eval else None,
+        bf16=precision == "bf16",
+        use_cpu=device == "cpu",
+        gradient_checkpointing=config.gradient_checkpointing,
+        report_to=[],
+        disable_tqdm=True,
+        max_length=config.max_length,
+        remove_unused_columns=False,
+        dataset_kwargs={"skip_prepare_dataset": True},
+        dataloader_num_workers=0,
+    )
+
+
+def build_model(config: SFTConfig, base: ModelSpec) -> tuple[PreTrainedModel, str, str]:
+    """Base weights in fp32 (autocast does bf16 compute), with trainable adapters or all weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith.models.loading import weights_folder
+
+    device = pick_device(config.device)
+    precision = pick_precision(config.precision, device)
+    kwargs: dict = {"dtype": torch.float32}
+    if config.load_in_4bit:
+        kwargs = _quantized(device, config)
+    model = AutoModelForCausalLM.from_pretrained(weights_folder(base), **kwargs)
+    if config.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=config.gradient_checkpointing
+        )
+    model.config.use_cache = False
+    if base.adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(
+            model, str(base.adapter), is_trainable=config.method == "lora"
+        )
+        if config.method == "full":
+            model = model.merge_and_unload()
+        return model, device, precision
+    if config.method == "lora":
+        from peft import get_peft_model
+
+        model = get_peft_model(model, lora_config(config))
+    return model, device, precision
+
+
+def _quantized(device: str, config: SFTConfig) -> dict:
+    import torch
+
+    if device != "cuda" or config.method != "lora":
+        raise TunesmithError(
+            "load_in_4bit (QLoRA) needs method lora on a CUDA GPU.",
+            "Drop --load-in-4bit on this machine; LoRA in bf16 trains the same adapters.",
+            param="load_in_4bit",
+        )
+    try:
+        from transformers import BitsAndBytesConfig
+    except ImportError as exc:  # pragma: no cover - transformers always has it
+        raise TunesmithError("This transformers build lacks BitsAndBytesConfig.") from exc
+    return {
+        "quantization_config": BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_use_double_quant=True,
+        ),
+        "dtype": torch.bfloat16,
+    }

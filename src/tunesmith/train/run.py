@@ -1,0 +1,315 @@
+"""One supervised fine-tuning run, top to bottom: job → data → model → trainer → train → register.
+
+`run` is what `tunesmith train` calls in the foreground and what a worker calls in a child process.
+Everything it does lands in the store, so every door sees the same job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunesmith.data.render import encode
+from tunesmith.errors import TunesmithError
+from tunesmith.models.catalog import ModelSpec
+from tunesmith.models.naming import checkpoint_name, fine_tuned_name
+from tunesmith.train import events as ev
+from tunesmith.train.config import SFTConfig, resolve
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from tunesmith.store import Store
+    from tunesmith.store.jobs import JobRow
+    from tunesmith.train.config import Resolved
+
+log = logging.getLogger(__name__)
+PERIODIC_EVAL_EXAMPLES = (
+    32  # validation every N steps uses a fixed sample; the last step, all of it
+)
+
+
+@dataclass
+class RunContext:
+    """What the callback needs from the run: the store, the names, and where to report."""
+
+    store: Store
+    job: JobRow
+    config: SFTConfig
+    resolved: Resolved
+    base: ModelSpec
+    run_dir: Path
+    progress: ev.ProgressFn | None
+    stop_requested: ev.StopFn
+    full_eval_dataset: Dataset | None = None
+    final_eval: bool = False
+    last_valid_loss: float | None = None
+    early_stopped: int | None = None
+    last_estimate: float = field(default=0.0)
+
+    @property
+    def fine_tuned(self) -> str:
+        assert self.job.fine_tuned_model is not None
+        return self.job.fine_tuned_model
+
+    def report(self, progress: ev.Progress, steps_done: int) -> None:
+        if self.progress is not None:
+            self.progress(progress)
+        now = time.time()
+        if now - self.last_estimate > 10:  # keep store writes off the hot path
+            self.last_estimate = now
+            eta = progress.elapsed / max(steps_done, 1) * (progress.total_steps - progress.step)
+            self.store.jobs.update(self.job.id, estimated_finish=int(now + eta))
+
+    def metrics(self, data: dict) -> None:
+        self.store.events.add(self.job.id, ev.step_message(data), type="metrics", data=data)
+
+    def checkpoint_saved(self, step: int, metrics: dict) -> None:
+        """Register a checkpoint only once the Trainer has written all of it."""
+        path = self.run_dir / "checkpoints" / f"checkpoint-{step}"
+        name = checkpoint_name(self.fine_tuned, step)
+        self.store.models.register(self.trained_spec(name, path, "checkpoint"), self.job.id)
+        self.store.checkpoints.add(self.job.id, step, name, str(path), metrics)
+        self.store.events.add(self.job.id, ev.CHECKPOINT.format(step=step, name=name))
+
+    def trained_spec(self, name: str, folder: Path, kind: str) -> ModelSpec:
+        if self.config.method == "lora":
+            return ModelSpec(
+                name=name, kind=kind, base=self.base.base, weights=self.base.weights, adapter=folder
+            )
+        return ModelSpec(name=name, kind=kind, base=self.base.base, weights=str(folder))
+
+
+def run(
+    job_id: str,
+    store: Store,
+    *,
+    progress: ev.ProgressFn | None = None,
+    stop_requested: ev.StopFn = lambda: None,
+    resume: bool = False,
+) -> JobRow:
+    """Train the job to its end (succeeded), or to a stop (cancelled/paused), or fail it.
+
+    Raises TunesmithError for failures the user can fix, after marking the job failed.
+    """
+    job = store.jobs.get(job_id)
+    try:
+        return _run(job, store, progress, stop_requested, resume)
+    except BaseException as exc:
+        _fail(store, job_id, exc)
+        raise
+
+
+def _fail(store: Store, job_id: str, exc: BaseException) -> None:
+    if isinstance(exc, KeyboardInterrupt):
+        message, code = "interrupted before the first step finished", "interrupted"
+    elif isinstance(exc, TunesmithError):
+        message, code = str(exc), exc.code or "invalid_request"
+    elif isinstance(exc, OSError) and exc.errno in (28, 27):  # ENOSPC, EFBIG
+        message = (
+            f"no space left to write {exc.filename or 'the run'}; free some disk space and resume"
+        )
+        code = "disk_full"
+    else:
+        message, code = f"internal error: {type(exc).__name__}: {exc}", "internal_error"
+        log.error("Job %s failed:\n%s", job_id, traceback.format_exc())
+    job = store.jobs.get(job_id)
+    if job.status in ("running", "queued", "validating_files"):
+        store.jobs.transition(
+            job_id,
+            "failed",
+            allowed_from={"running", "queued", "validating_files"},
+            error={"code": code, "message": message, "param": None},
+        )
+        store.events.add(job_id, ev.FAILED.format(reason=message), level="error")
+
+
+def _run(
+    job: JobRow,
+    store: Store,
+    progress: ev.ProgressFn | None,
+    stop_requested: ev.StopFn,
+    resume: bool,
+) -> JobRow:
+    from tunesmith.data.readers import read
+    from tunesmith.models.loading import load_tokenizer
+
+    config = SFTConfig.model_validate(job.config)
+    run_dir = Path(job.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    # 1. Names and data. The tokenizer comes first: the data is tokenized with the model's template.
+    base = store.models.resolve(config.model)
+    if job.fine_tuned_model is None:
+        name = fine_tuned_name(base.base, store.settings.org, config.suffix)
+        job = store.jobs.update(job.id, fine_tuned_model=name)
+    tokenizer = load_tokenizer(base)
+    train_path = Path(store.files.get(job.training_file).path)
+    data_hash = hashlib.sha256(train_path.read_bytes()).hexdigest()
+    if job.data_hash not in (None, data_hash):
+        raise TunesmithError(
+            f"The training data of {job.id} changed since the run started.",
+            "A resumed run must see the same data; start a new job for new data.",
+            param="training_file",
+        )
+    train_records = read(train_path).records
+    resolved = resolve(config, len(train_records))
+    train_set = _dataset([encode(tokenizer, r, config.max_length) for r in train_records])
+    eval_set, full_eval = None, None
+    if job.validation_file:
+        valid_records = read(Path(store.files.get(job.validation_file).path)).records
+        full_eval = _dataset([encode(tokenizer, r, config.max_length) for r in valid_records])
+        eval_set = full_eval.shuffle(seed=config.seed).select(
+            range(min(PERIODIC_EVAL_EXAMPLES, len(full_eval)))
+        )
+    billed = resolved.epochs * sum(len(ids) for ids in train_set["input_ids"])
+    method = dict(job.method)
+    method[method["type"]] = {"hyperparameters": _hyperparameters(config, resolved)}
+    job = store.jobs.update(job.id, method=method, data_hash=data_hash)
+    checkpoint = store.checkpoints.latest(job.id) if resume else None
+    store.events.add(
+        job.id,
+        ev.RESUMED.format(step=checkpoint.step_number) if checkpoint else ev.STARTED,
+    )
+
+    # 2. Model and trainer.
+    ctx = RunContext(
+        store=store,
+        job=job,
+        config=config,
+        resolved=resolved,
+        base=base,
+        run_dir=run_dir,
+        progress=progress,
+        stop_requested=stop_requested,
+        full_eval_dataset=full_eval,
+    )
+    trainer, callback = _trainer(ctx, tokenizer, train_set, eval_set)
+
+    # 3. Train. A stop request ends the loop at a step boundary, after saving a checkpoint.
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint.path if checkpoint else None)
+    except OSError:
+        _drop_unregistered_checkpoints(store, job.id, run_dir)
+        raise
+
+    if (
+        callback.stop_reason
+        and ctx.early_stopped is None
+        and trainer.state.global_step < trainer.state.max_steps
+    ):
+        return _stopped(ctx, callback.stop_reason, trainer.state.global_step)
+
+    # 4. Save, register, write results.
+    final = _save_atomically(trainer, tokenizer, run_dir / "model")
+    store.models.register(ctx.trained_spec(ctx.fine_tuned, final, "fine-tuned"), job.id)
+    store.events.add(job.id, ev.MODEL_CREATED.format(name=ctx.fine_tuned))
+    result_file = _write_results(ctx)
+    store.events.add(job.id, ev.SUCCEEDED)
+    return store.jobs.transition(
+        job.id,
+        "succeeded",
+        allowed_from={"running"},
+        trained_tokens=billed,
+        result_files=[result_file],
+        estimated_finish=None,
+    )
+
+
+def _hyperparameters(config: SFTConfig, resolved: Resolved) -> dict[str, Any]:
+    from tunesmith.train.config import BASE_LEARNING_RATE
+
+    return {
+        "n_epochs": resolved.epochs,
+        "batch_size": resolved.batch_size,
+        "learning_rate_multiplier": round(
+            resolved.learning_rate / BASE_LEARNING_RATE[config.method], 6
+        ),
+        "learning_rate": resolved.learning_rate,
+    }
+
+
+def _dataset(encoded: list) -> Dataset:
+    from datasets import Dataset
+
+    return Dataset.from_dict(
+        {"input_ids": [e.input_ids for e in encoded], "labels": [e.labels for e in encoded]}
+    )
+
+
+def _stopped(ctx: RunContext, reason: str, step: int) -> JobRow:
+    latest = ctx.store.checkpoints.latest(ctx.job.id)
+    name = latest.model_name if latest else "none"
+    if reason == "pause":
+        ctx.store.events.add(ctx.job.id, ev.PAUSED.format(step=step, name=name))
+        return ctx.store.jobs.transition(ctx.job.id, "paused", allowed_from={"running"})
+    ctx.store.events.add(ctx.job.id, ev.CANCELLED.format(step=step, name=name))
+    return ctx.store.jobs.transition(ctx.job.id, "cancelled", allowed_from={"running"})
+
+
+def _drop_unregistered_checkpoints(store: Store, job_id: str, run_dir: Path) -> None:
+    """A save that failed half-way (full disk) must not look like a checkpoint to a resume."""
+    registered = {Path(c.path).name for c in store.checkpoints.list(job_id, limit=10_000).data}
+    for folder in (run_dir / "checkpoints").glob("checkpoint-*"):
+        if folder.name not in registered:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _save_atomically(trainer, tokenizer, target: Path) -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=target.parent))
+    try:
+        trainer.save_model(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _write_results(ctx: RunContext) -> str:
+    from tunesmith.train.results import plot_curves, step_metrics_csv
+
+    metrics = ctx.store.events.metrics(ctx.job.id)
+    csv_path = ctx.run_dir / "step_metrics.csv"
+    csv_path.write_text(step_metrics_csv(metrics))
+    if metrics:
+        plot_curves(metrics, ctx.run_dir / "loss.png", ctx.fine_tuned)
+    return ctx.store.files.add_path(csv_path, "fine-tune-results", "step_metrics.csv").id
+
+
+def _trainer(ctx: RunContext, tokenizer, train_set: Dataset, eval_set: Dataset | None):
+    from tunesmith.data.packing import PackedCollator, PaddedCollator
+    from tunesmith.train.callbacks import RunCallback
+    from tunesmith.train.model import build_model, trl_args
+    from tunesmith.train.trainer import TunesmithSFTTrainer
+
+    model, device, precision = build_model(ctx.config, ctx.base)
+    args = trl_args(ctx.config, ctx.resolved, ctx.run_dir, device, precision, eval_set is not None)
+    collator = PackedCollator() if ctx.config.packing else PaddedCollator(tokenizer.pad_token_id)
+    callback = RunCallback(ctx)
+    trainer = TunesmithSFTTrainer(
+        model=model,
+        args=args,
+        data_collator=collator,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=tokenizer,
+        callbacks=[callback],
+    )
+    # The default printer would write dicts to stdout; progress goes through events instead.
+    from transformers import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    callback.trainer = trainer
+    return trainer, callback

@@ -1,0 +1,93 @@
+"""TRL's SFTTrainer with a loss that runs the output head only where a token is scored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from trl import SFTTrainer
+
+from tunesmith.data.render import IGNORE
+
+
+@dataclass
+class StepStats:
+    """Sums over the micro-batches of one optimizer step (or one evaluation)."""
+
+    loss_sum: float = 0.0
+    tokens: int = 0
+    correct: int = 0
+    seen_tokens: int = 0  # every token through the model, scored or not
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(self.tokens, 1)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(self.tokens, 1)
+
+
+def scored_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Sequence positions whose next token carries a label, across the batch: `[k]`."""
+    scored = (labels[:, 1:] != IGNORE).any(dim=0)  # [seq-1]
+    return scored.nonzero().squeeze(-1)
+
+
+def assistant_loss(
+    model: torch.nn.Module, inputs: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy, scored-token count and correct-argmax count for one batch.
+
+    The vocabulary head is ~20% of a small model's FLOPs and most positions carry no loss, so the
+    head runs only at scored positions (`logits_to_keep` takes an index tensor). The model is
+    called as a whole, so PEFT, DDP and autocast wrappers all see the call.
+    """
+    labels = inputs["labels"]
+    keep = scored_positions(labels)  # [k]
+    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    logits = model(**model_inputs, logits_to_keep=keep, use_cache=False).logits  # [b, k, vocab]
+    targets = labels[:, keep + 1]  # [b, k]
+    mask = targets != IGNORE
+    scored = logits[mask].float()  # [n, vocab]: cross-entropy in fp32 even under bf16 autocast
+    wanted = targets[mask]
+    loss_sum = F.cross_entropy(scored, wanted, reduction="sum")
+    correct = (scored.detach().argmax(-1) == wanted).sum()
+    return loss_sum, mask.sum(), correct
+
+
+class TunesmithSFTTrainer(SFTTrainer):
+    """SFTTrainer whose loss and token accuracy come from `assistant_loss`.
+
+    TRL's own fused head scores every position on CPU and casts the head to fp32 there; this one
+    scores only assistant tokens, under the run's autocast. Stats per step feed the events.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.train_stats = StepStats()
+        self.eval_stats = StepStats()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss_sum, n_tokens, correct = assistant_loss(model, inputs)
+        denominator = (
+            num_items_in_batch if num_items_in_batch is not None else n_tokens.clamp(min=1)
+        )
+        stats = self.train_stats if model.training else self.eval_stats
+        stats.loss_sum += loss_sum.item()
+        stats.tokens += int(n_tokens)
+        stats.correct += int(correct)
+        stats.seen_tokens += int(inputs["input_ids"].numel())
+        loss = loss_sum / denominator
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes
+        return (loss, None) if return_outputs else loss
+
+    def take_train_stats(self) -> StepStats:
+        stats, self.train_stats = self.train_stats, StepStats()
+        return stats
+
+    def take_eval_stats(self) -> StepStats:
+        stats, self.eval_stats = self.eval_stats, StepStats()
+        return stats
