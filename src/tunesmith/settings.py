@@ -17,6 +17,11 @@ class Settings(BaseSettings):
         description="Folder holding every model cache, run, upload and the store; move it all with "
         "TUNESMITH_HOME.",
     )
+    models_cache: Path | None = Field(
+        default=None,
+        description="Where built-in models are converted once; default HOME/models. Several homes "
+        "(or test runs) can share one with TUNESMITH_MODELS_CACHE.",
+    )
     org: str = Field(default="local", description="Organisation slug in fine-tuned model names.")
     max_upload_bytes: int = Field(default=512 * 1024**2, description="Largest accepted upload.")
     api_keys: list[str] = Field(
@@ -36,7 +41,7 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         """Base models converted once (GGUF dequantised to safetensors)."""
-        return self.root / "models"
+        return self.models_cache.expanduser() if self.models_cache else self.root / "models"
 
     @property
     def runs_dir(self) -> Path:

@@ -6,6 +6,7 @@ Everything it does lands in the store, so every door sees the same job.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -104,20 +105,38 @@ def run(
     try:
         return _run(job, store, progress, stop_requested, resume)
     except BaseException as exc:
-        _fail(store, job_id, exc)
+        user_error = _fail(store, job_id, exc)
+        if user_error is not None and user_error is not exc:
+            raise user_error from exc
         raise
 
 
-def _fail(store: Store, job_id: str, exc: BaseException) -> None:
+def _out_of_space(exc: BaseException) -> bool:
+    """A full disk (or a file-size limit) as Python, safetensors or tokenizers (Rust) report it."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return any(
+        sign in text
+        for sign in ("No space left on device", "File too large", "os error 28", "os error 27")
+    )
+
+
+def _fail(store: Store, job_id: str, exc: BaseException) -> TunesmithError | None:
+    """Mark the job failed with a reason; return the error to show the user, if there is one."""
+    user_error: TunesmithError | None = None
     if isinstance(exc, KeyboardInterrupt):
-        message, code = "interrupted before the first step finished", "interrupted"
+        message, code = "interrupted before a checkpoint could be saved", "interrupted"
     elif isinstance(exc, TunesmithError):
-        message, code = str(exc), exc.code or "invalid_request"
-    elif isinstance(exc, OSError) and exc.errno in (28, 27):  # ENOSPC, EFBIG
-        message = (
-            f"no space left to write {exc.filename or 'the run'}; free some disk space and resume"
-        )
+        message, code, user_error = str(exc), exc.code or "invalid_request", exc
+    elif _out_of_space(exc):
+        message = f"no space left to write {getattr(exc, 'filename', None) or 'the run'}; nothing half-written was kept"
         code = "disk_full"
+        user_error = TunesmithError(
+            f"Job {job_id} failed: {message}.",
+            f"Free some disk space, then continue with `tunesmith train --resume {job_id}`.",
+            code=code,
+        )
     else:
         message, code = f"internal error: {type(exc).__name__}: {exc}", "internal_error"
         log.error("Job %s failed:\n%s", job_id, traceback.format_exc())
@@ -130,6 +149,7 @@ def _fail(store: Store, job_id: str, exc: BaseException) -> None:
             error={"code": code, "message": message, "param": None},
         )
         store.events.add(job_id, ev.FAILED.format(reason=message), level="error")
+    return user_error
 
 
 def _run(
@@ -197,7 +217,7 @@ def _run(
     # 3. Train. A stop request ends the loop at a step boundary, after saving a checkpoint.
     try:
         trainer.train(resume_from_checkpoint=checkpoint.path if checkpoint else None)
-    except OSError:
+    except BaseException:
         _drop_unregistered_checkpoints(store, job.id, run_dir)
         raise
 

@@ -47,6 +47,8 @@ def assistant_loss(
     labels = inputs["labels"]
     keep = scored_positions(labels)  # [k]
     model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    # use_cache=False is load-bearing: with a KV cache, transformers skips the packed-sequence
+    # detection and a packed row attends across its examples.
     logits = model(**model_inputs, logits_to_keep=keep, use_cache=False).logits  # [b, k, vocab]
     targets = labels[:, keep + 1]  # [b, k]
     mask = targets != IGNORE
