@@ -26,12 +26,13 @@ def chat_command(
     Example: tunesmith chat ft:smollm2-135m-instruct:local:orders:AbC12345 -p "Ship 3 lamps to Oslo"
     """
     from tunesmith.cli.store import store
+
+    spec = store().models.resolve(model)  # an unknown name fails before torch is imported
     from tunesmith.data.records import Message
     from tunesmith.data.render import encode_prompt
     from tunesmith.infer.engine import Engine
     from tunesmith.infer.sampling import SamplingParams
 
-    spec = store().models.resolve(model)
     engine = Engine(max_batch=1)
     params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
     history: list[Message] = [Message(role="system", content=system)] if system else []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 
-import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
@@ -45,23 +44,21 @@ def print_error(exc: TunesmithError) -> None:
 
 
 def run_guarded(app: typer.Typer) -> int:
-    """Run the app; a TunesmithError prints one paragraph and exits 1, never a traceback."""
+    """Run the app; a TunesmithError prints one paragraph and exits 1, never a traceback.
+
+    Typer itself (standalone mode) prints usage errors and help; its usage exit code 2 becomes 1,
+    because every kind of bad input exits 1 here.
+    """
     quiet_libraries()
     try:
-        # Without standalone mode, click returns typer.Exit's code instead of exiting.
-        code = app(standalone_mode=False)
+        app(standalone_mode=True)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        return 1 if code == 2 else code
     except TunesmithError as exc:
         print_error(exc)
         return exc.exit_code
-    except click.exceptions.Abort:
-        err.print("Aborted.")
-        return 130
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return 1  # usage errors are bad input like any other: exit 1
     except KeyboardInterrupt:
         err.print("Interrupted.")
         return 130
-    return code if isinstance(code, int) else 0
+    return 0

@@ -54,12 +54,14 @@ def check_cmd(
     """
     from tunesmith.cli.store import store
     from tunesmith.data.checks import check
+    from tunesmith.data.readers import read
     from tunesmith.models.loading import load_tokenizer
 
+    # Read first: a missing or unreadable file is reported before any model loads.
+    result = read(file, mapping=_mapping(mapping))
+    valid = read(validation, mapping=_mapping(mapping)) if validation else None
     tokenizer = load_tokenizer(store().models.resolve(model))
-    report = check(
-        file, tokenizer, max_length=max_length, validation=validation, mapping=_mapping(mapping)
-    )
+    report = check(result, tokenizer, max_length=max_length, validation=valid)
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
     else:
@@ -101,7 +103,7 @@ def split_cmd(
         check(result).raise_for_errors()
     train, valid = split(result.records, validation=validation, seed=seed)
     folder = out_dir or source.parent
-    stem = source.name.split(".")[0]
+    stem = Path(source.name).stem
     train_path = write_jsonl(train, folder / f"{stem}.train.jsonl")
     valid_path = write_jsonl(valid, folder / f"{stem}.validation.jsonl")
     out.print(f"Wrote {train_path} ({len(train)}) and {valid_path} ({len(valid)}).")

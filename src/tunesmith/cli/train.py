@@ -121,6 +121,7 @@ def _summary(job) -> None:
     latest = store().checkpoints.latest(job.id)
     out.print(f"[yellow]{job.status}[/] at checkpoint {latest.model_name if latest else '-'}")
     out.print(f"  continue with: tunesmith train --resume {job.id}")
+    raise typer.Exit(130)  # stopped by a signal, cleanly: the shell convention for Ctrl-C
 
 
 def _resume(job_id: str) -> None:

@@ -7,6 +7,7 @@ import secrets
 import sqlite3
 import string
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,9 +54,9 @@ class Store:
             path, check_same_thread=False, isolation_level=None, timeout=30
         )
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.execute("PRAGMA busy_timeout=30000")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._wal()
         with self._lock:
             migrate(self._conn)
         self.files = Files(self)
@@ -63,6 +64,23 @@ class Store:
         self.events = Events(self)
         self.checkpoints = Checkpoints(self)
         self.models = Registry(self)
+
+    def _wal(self) -> None:
+        """Switch to WAL once per database file. Switching does not wait on busy_timeout when
+        another connection holds the fresh file, so retry briefly."""
+        for attempt in range(100):
+            try:
+                mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if (
+                    mode == "wal"
+                    or self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+                ):
+                    return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
+            time.sleep(0.01 * (attempt + 1))
+        raise sqlite3.OperationalError(f"could not switch {self.path} to WAL mode")
 
     def query(self, sql: str, params: tuple | list = ()) -> list[sqlite3.Row]:
         with self._lock:

@@ -127,8 +127,9 @@ class Jobs:
     ) -> Page[JobRow]:
         where, params = "1=1", []
         for key, value in (metadata or {}).items():
-            where += " AND json_extract(metadata, ?) = ?"
-            params += [f"$.{key}", value]
+            # json_each, not json_extract: a key like "git.sha" is a key, not a JSON path.
+            where += " AND EXISTS (SELECT 1 FROM json_each(metadata) WHERE key = ? AND value = ?)"
+            params += [key, value]
         return newest_first(
             self.store, "jobs", where, params, after=after, limit=limit, build=JobRow.from_row
         )

@@ -93,6 +93,10 @@ def migrate(conn: sqlite3.Connection) -> None:
             continue
         # executescript would commit on its own; run each statement inside one transaction.
         conn.execute("BEGIN IMMEDIATE")
+        # Another process may have applied it between our read and our lock.
+        if conn.execute("SELECT 1 FROM migrations WHERE version = ?", [version]).fetchone():
+            conn.execute("ROLLBACK")
+            continue
         try:
             for statement in filter(str.strip, sql.split(";")):
                 conn.execute(statement)
