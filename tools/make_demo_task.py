@@ -14,28 +14,165 @@ SEED = 20261126
 OUT = Path(__file__).resolve().parents[1] / "src" / "tunesmith" / "tasks" / "orders"
 SYSTEM = (
     "Extract the order from the customer's message. Answer with JSON only, with the keys "
-    'customer, product, quantity (a number), city and date (YYYY-MM-DD, year 2026).'
+    "customer, product, quantity (a number), city and date (YYYY-MM-DD, year 2026)."
 )
 
-FIRST = "Ana Ben Chloe Dmitri Elena Farid Grace Hiro Ines Jonas Kofi Lena Mateo Nadia Oskar Priya Quinn Rosa Samir Tara Umar Vera Wei Ximena Yusuf Zoe Liam Maya Noah Aiko".split()
-LAST = "Silva Okafor Novak Schmidt Rossi Tanaka Haddad Kowalski Moreau Lindqvist Mensah Garcia Petrov Nguyen Dubois Hansen Costa Ahmed Fischer Kim Larsen Romero Becker Sato Weber Ivanova Murphy Jensen Torres Ali".split()
+FIRST = [
+    "Ana",
+    "Ben",
+    "Chloe",
+    "Dmitri",
+    "Elena",
+    "Farid",
+    "Grace",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Nadia",
+    "Oskar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Samir",
+    "Tara",
+    "Umar",
+    "Vera",
+    "Wei",
+    "Ximena",
+    "Yusuf",
+    "Zoe",
+    "Liam",
+    "Maya",
+    "Noah",
+    "Aiko",
+]
+LAST = [
+    "Silva",
+    "Okafor",
+    "Novak",
+    "Schmidt",
+    "Rossi",
+    "Tanaka",
+    "Haddad",
+    "Kowalski",
+    "Moreau",
+    "Lindqvist",
+    "Mensah",
+    "Garcia",
+    "Petrov",
+    "Nguyen",
+    "Dubois",
+    "Hansen",
+    "Costa",
+    "Ahmed",
+    "Fischer",
+    "Kim",
+    "Larsen",
+    "Romero",
+    "Becker",
+    "Sato",
+    "Weber",
+    "Ivanova",
+    "Murphy",
+    "Jensen",
+    "Torres",
+    "Ali",
+]
 PRODUCTS = [
-    "desk lamps", "office chairs", "standing desks", "USB-C cables", "laptop stands",
-    "whiteboards", "ergonomic keyboards", "wireless mice", "monitor arms", "printer toner",
-    "coffee machines", "water filters", "label printers", "bookshelves", "filing cabinets",
-    "noise-cancelling headphones", "webcams", "desk organizers", "power strips", "paper shredders",
-    "conference phones", "projector screens", "floor mats", "LED panels", "storage boxes",
-    "footrests", "document scanners", "air purifiers", "cable trays", "coat racks",
+    "desk lamps",
+    "office chairs",
+    "standing desks",
+    "USB-C cables",
+    "laptop stands",
+    "whiteboards",
+    "ergonomic keyboards",
+    "wireless mice",
+    "monitor arms",
+    "printer toner",
+    "coffee machines",
+    "water filters",
+    "label printers",
+    "bookshelves",
+    "filing cabinets",
+    "noise-cancelling headphones",
+    "webcams",
+    "desk organizers",
+    "power strips",
+    "paper shredders",
+    "conference phones",
+    "projector screens",
+    "floor mats",
+    "LED panels",
+    "storage boxes",
+    "footrests",
+    "document scanners",
+    "air purifiers",
+    "cable trays",
+    "coat racks",
 ]
 CITIES = [
-    "Lisbon", "Lagos", "Prague", "Hamburg", "Milan", "Osaka", "Beirut", "Krakow", "Lyon", "Uppsala",
-    "Accra", "Valencia", "Sofia", "Hanoi", "Marseille", "Aarhus", "Porto", "Cairo", "Leipzig",
-    "Busan", "Bergen", "Seville", "Munich", "Sapporo", "Zurich", "Tallinn", "Dublin", "Odense",
-    "Bilbao", "Tunis",
+    "Lisbon",
+    "Lagos",
+    "Prague",
+    "Hamburg",
+    "Milan",
+    "Osaka",
+    "Beirut",
+    "Krakow",
+    "Lyon",
+    "Uppsala",
+    "Accra",
+    "Valencia",
+    "Sofia",
+    "Hanoi",
+    "Marseille",
+    "Aarhus",
+    "Porto",
+    "Cairo",
+    "Leipzig",
+    "Busan",
+    "Bergen",
+    "Seville",
+    "Munich",
+    "Sapporo",
+    "Zurich",
+    "Tallinn",
+    "Dublin",
+    "Odense",
+    "Bilbao",
+    "Tunis",
 ]
-MONTHS = "January February March April May June July August September October November December".split()
-WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight",
-         9: "nine", 10: "ten", 12: "twelve", 20: "twenty"}
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+WORDS = {
+    1: "one",
+    2: "two",
+    3: "three",
+    4: "four",
+    5: "five",
+    6: "six",
+    7: "seven",
+    8: "eight",
+    9: "nine",
+    10: "ten",
+    12: "twelve",
+    20: "twenty",
+}
 TEMPLATES = [
     "Hi, this is {name}. Please send {qty} {product} to our office in {city} by {date}.",
     "Order request: {qty} x {product}. Deliver to {city} on {date}. Thanks, {name}",
@@ -53,13 +190,15 @@ TEMPLATES = [
 def date_text(rng: random.Random, month: int, day: int) -> str:
     name = MONTHS[month - 1]
     suffix = {1: "st", 2: "nd", 3: "rd", 21: "st", 22: "nd", 23: "rd", 31: "st"}.get(day, "th")
-    return rng.choice([
-        f"{name} {day}",
-        f"{day} {name}",
-        f"the {day}{suffix} of {name}",
-        f"{name[:3]} {day}",
-        f"{name} {day}, 2026",
-    ])
+    return rng.choice(
+        [
+            f"{name} {day}",
+            f"{day} {name}",
+            f"the {day}{suffix} of {name}",
+            f"{name[:3]} {day}",
+            f"{name} {day}, 2026",
+        ]
+    )
 
 
 def example(rng: random.Random) -> dict:
@@ -71,13 +210,20 @@ def example(rng: random.Random) -> dict:
     message = rng.choice(TEMPLATES).format(
         name=name, qty=qty_text, product=product, city=city, date=date_text(rng, month, day)
     )
-    answer = {"customer": name, "product": product, "quantity": qty, "city": city,
-              "date": f"2026-{month:02d}-{day:02d}"}
-    return {"messages": [
-        {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": message},
-        {"role": "assistant", "content": json.dumps(answer)},
-    ]}
+    answer = {
+        "customer": name,
+        "product": product,
+        "quantity": qty,
+        "city": city,
+        "date": f"2026-{month:02d}-{day:02d}",
+    }
+    return {
+        "messages": [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": message},
+            {"role": "assistant", "content": json.dumps(answer)},
+        ]
+    }
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ def builtin_folder(name: str) -> Path:
         return target
     builtin = BUILTINS[name]
     source = package_folder(builtin.package)
-    log.info("Converting %s from GGUF to safetensors once (about 20 s)", name)
+    log.warning("Converting %s from its GGUF to safetensors, once (about 20 s)", name)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
