@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -24,9 +25,18 @@ class Settings(BaseSettings):
     )
     org: str = Field(default="local", description="Organisation slug in fine-tuned model names.")
     max_upload_bytes: int = Field(default=512 * 1024**2, description="Largest accepted upload.")
-    api_keys: list[str] = Field(
-        default_factory=list, description="Bearer keys the server accepts; empty means no auth."
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Bearer keys the server accepts (TUNESMITH_API_KEYS, comma-separated); "
+        "empty means no auth, and then the server listens on loopback only.",
     )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
 
     @cached_property
     def root(self) -> Path:

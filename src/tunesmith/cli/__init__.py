@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from tunesmith.cli import chat, data, demo, jobs, models, train
+from tunesmith.cli import chat, data, demo, jobs, models, serve, train
 from tunesmith.cli.console import run_guarded
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.add_typer(jobs.app, name="jobs")
 train.register(app)
 chat.register(app)
 demo.register(app)
+serve.register(app)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -93,17 +94,21 @@ def follow(job_id: str, resume: bool = False) -> None:
     """Run a queued (or resumable) job here, with a progress bar and clean Ctrl-C."""
     from tunesmith.cli.progress import stop_on_signals, training_bar
     from tunesmith.cli.store import store
+    from tunesmith.jobs.control import stop_reason
     from tunesmith.train.run import run
 
     allowed = {"queued"} if not resume else {"cancelled", "paused", "failed", "queued"}
-    job = store().jobs.transition(job_id, "running", allowed_from=allowed, error=None)
+    job = store().jobs.transition(
+        job_id, "running", allowed_from=allowed, error=None, worker_pid=os.getpid()
+    )
     out.print(f"Job [bold]{job.id}[/] running; run folder {job.run_dir}")
     with stop_on_signals() as stop, training_bar(job.id) as report:
         job = run(
             job.id,
             store(),
             progress=report,
-            stop_requested=lambda: "cancel" if stop.is_set() else None,
+            # Ctrl-C here, or a cancel/pause through the API (read from the store each step).
+            stop_requested=lambda: "cancel" if stop.is_set() else stop_reason(store(), job_id),
             resume=resume,
         )
     _summary(job)

@@ -94,6 +94,11 @@ class Engine:
             loaded.lane.model = loaded.model
         loaded.adapters[folder] = name
 
+    def context_length(self, spec: ModelSpec) -> int:
+        loaded, _ = self.load(spec)
+        config = getattr(loaded.model, "config", None)
+        return int(getattr(config, "max_position_embeddings", 2048) or 2048)
+
     def tokenizer(self, spec: ModelSpec):
         from tunesmith.models.loading import load_tokenizer
 

@@ -92,7 +92,8 @@ class Lane:
         return self.cache is None or all(type(layer) is DynamicLayer for layer in self.cache.layers)
 
     def _sample(self, seq: Sequence, logits: torch.Tensor, row: int) -> None:
-        token, logprob = choose(logits, seq.generated, seq.params, seq.generator)
+        allowed = seq.guide.allows if seq.guide is not None else None
+        token, logprob = choose(logits, seq.generated, seq.params, seq.generator, allowed)
         self.last[row] = token
         seq.accept(token, logprob)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+
+ALLOWED_CANDIDATES = 64  # guided sampling draws among this many allowed tokens at most
 
 
 @dataclass
@@ -21,6 +24,7 @@ class SamplingParams:
     logit_bias: dict[int, float] = field(default_factory=dict)
     logprobs: bool = False
     top_logprobs: int = 0
+    json_object: bool = False  # only tokens that keep the answer a valid JSON object prefix
 
 
 @dataclass
@@ -41,14 +45,34 @@ def penalize(logits: torch.Tensor, generated: list[int], params: SamplingParams)
     return logits
 
 
+def _restrict(logits: torch.Tensor, allowed: Callable[[int], bool]) -> torch.Tensor:
+    """Mask every token the guide refuses, trying candidates from the most likely down and
+    stopping once enough are found (checking all 49k tokens each step would be slow)."""
+    masked = torch.full_like(logits, float("-inf"))
+    found = 0
+    for token in logits.argsort(descending=True).tolist():
+        if allowed(token):
+            masked[token] = logits[token]
+            found += 1
+            if found >= ALLOWED_CANDIDATES:
+                break
+    return masked
+
+
 def choose(
     logits: torch.Tensor,
     generated: list[int],
     params: SamplingParams,
     generator: torch.Generator | None,
+    allowed: Callable[[int], bool] | None = None,
 ) -> tuple[int, TokenLogprob | None]:
     """The next token for one sequence from its `[vocab]` logits (fp32)."""
     logits = penalize(logits, generated, params)
+    if allowed is not None:
+        logits = _restrict(logits, allowed) if params.temperature > 0 else logits
+        if params.temperature <= 0:
+            token = next(t for t in logits.argsort(descending=True).tolist() if allowed(t))
+            return token, _logprob(logits, token, params)
     if params.temperature <= 0:
         token = int(logits.argmax())
     else:
@@ -61,11 +85,15 @@ def choose(
             sorted_probs[drop] = 0
             probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
         token = int(torch.multinomial(probs, 1, generator=generator))
+    return token, _logprob(logits, token, params)
+
+
+def _logprob(logits: torch.Tensor, token: int, params: SamplingParams) -> TokenLogprob | None:
     if not params.logprobs:
-        return token, None
+        return None
     logp = torch.log_softmax(logits, dim=-1)
     top: list[tuple[int, float]] = []
     if params.top_logprobs:
         values, ids = logp.topk(params.top_logprobs)
         top = list(zip(ids.tolist(), values.tolist(), strict=True))
-    return token, TokenLogprob(token, float(logp[token]), top)
+    return TokenLogprob(token, float(logp[token]), top)

@@ -63,16 +63,28 @@ class Sequence:
         self.generator: torch.Generator | None = None
         if params.seed is not None:
             self.generator = torch.Generator().manual_seed(params.seed)
+        self.guide = None
+        if params.json_object:
+            from tunesmith.infer.json_guide import JsonGuide
+
+            self.guide = JsonGuide(tokenizer)
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """The client went away: the scheduler drops the row at its next step."""
+        self.cancelled = True
 
     @property
     def done(self) -> bool:
-        return self.finish_reason is not None
+        return self.finish_reason is not None or self.cancelled
 
     def accept(self, token: int, logprob: TokenLogprob | None) -> None:
         """Take one generated token; finish on an end-of-turn token, a stop string or the limit."""
         if token in self.stop_ids:
             self.finish("stop")
             return
+        if self.guide is not None:
+            self.guide.advance(token)
         self.generated.append(token)
         if logprob is not None:
             self.logprobs.append(logprob)
@@ -83,6 +95,9 @@ class Sequence:
                 self.text = self.text[:cut]
                 self.finish("stop")
                 return
+        if self.guide is not None and self.guide.done:
+            self.finish("stop")  # the JSON object is complete: nothing may follow it
+            return
         if len(self.generated) >= self.params.max_tokens:
             self.finish("length")
             return

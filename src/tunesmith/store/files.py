@@ -47,40 +47,36 @@ class Files:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def _insert(self, file_id: str, path: Path, filename: str, purpose: str, size: int) -> FileRow:
+    def _insert(
+        self,
+        file_id: str,
+        path: Path,
+        filename: str,
+        purpose: str,
+        size: int,
+        expires_after: int | None = None,
+    ) -> FileRow:
         now = int(time.time())
+        expires_at = now + expires_after if expires_after is not None else None
         self.store.execute(
-            "INSERT INTO files (id, created_at, bytes, filename, purpose, path, status) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'processed')",
-            [file_id, now, size, filename, purpose, str(path)],
+            "INSERT INTO files (id, created_at, bytes, filename, purpose, path, status, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'processed', ?)",
+            [file_id, now, size, filename, purpose, str(path), expires_at],
         )
         return self.get(file_id)
+
+    def begin(self, filename: str, max_bytes: int | None = None) -> PendingFile:
+        """A file to be written chunk by chunk (an upload parsed as it arrives); use it in `with`."""
+        return PendingFile(self, filename, max_bytes)
 
     def save_stream(
         self, stream: BinaryIO, filename: str, purpose: str, max_bytes: int | None = None
     ) -> FileRow:
         """Copy a stream to disk in chunks (never whole in memory); refuse it past `max_bytes`."""
-        file_id = new_id("file-")
-        folder = self.store.settings.files_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        final = folder / file_id
-        tmp = folder / f".{file_id}.part"
-        size = 0
-        try:
-            with open(tmp, "wb") as out:
-                while chunk := stream.read(CHUNK):
-                    size += len(chunk)
-                    if max_bytes is not None and size > max_bytes:
-                        raise TooLargeError(
-                            f"The file {filename!r} is larger than the {max_bytes:,}-byte limit.",
-                            "Split it, or start the server with a larger TUNESMITH_MAX_UPLOAD_BYTES.",
-                            param="file",
-                        )
-                    out.write(chunk)
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return self._insert(file_id, final, filename, purpose, size)
+        with self.begin(filename, max_bytes) as pending:
+            while chunk := stream.read(CHUNK):
+                pending.write(chunk)
+            return pending.commit(purpose)
 
     def add_path(self, source: Path, purpose: str, filename: str | None = None) -> FileRow:
         """Register a copy of a file on disk (CLI data, results CSVs)."""
@@ -126,3 +122,59 @@ class Files:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+
+class PendingFile:
+    """A file being written in chunks under a hidden `.part` name, then moved into place.
+
+    `commit` moves it to its id and records its row; leaving the `with` block without a commit
+    (a refused size, a broken upload, a bad form field) deletes it: no partial file, no row.
+    """
+
+    def __init__(self, files: Files, filename: str, max_bytes: int | None) -> None:
+        self._files = files
+        self.id = new_id("file-")
+        self.filename = filename
+        self.max_bytes = max_bytes
+        self.size = 0
+        folder = files.store.settings.files_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        self._final = folder / self.id
+        self._tmp = folder / f".{self.id}.part"
+        self._out: BinaryIO = open(self._tmp, "wb")  # noqa: SIM115 (closed by commit/discard)
+        self._open = True
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.max_bytes is not None and self.size > self.max_bytes:
+            raise TooLargeError(
+                f"The file {self.filename!r} is larger than the {self.max_bytes:,}-byte limit.",
+                "Split it, or start the server with a larger TUNESMITH_MAX_UPLOAD_BYTES.",
+                param="file",
+            )
+        self._out.write(chunk)
+
+    def commit(self, purpose: str, expires_after: int | None = None) -> FileRow:
+        """Move the bytes into place under the id and record the row (expiring after N s)."""
+        self._out.close()
+        os.replace(self._tmp, self._final)
+        self._open = False
+        try:
+            return self._files._insert(
+                self.id, self._final, self.filename, purpose, self.size, expires_after
+            )
+        except BaseException:
+            self._final.unlink(missing_ok=True)
+            raise
+
+    def discard(self) -> None:
+        if self._open:
+            self._out.close()
+            self._tmp.unlink(missing_ok=True)
+            self._open = False
+
+    def __enter__(self) -> PendingFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()

@@ -268,11 +268,15 @@ def _dataset(encoded: list) -> Dataset:
 def _stopped(ctx: RunContext, reason: str, step: int) -> JobRow:
     latest = ctx.store.checkpoints.latest(ctx.job.id)
     name = latest.model_name if latest else "none"
+    # The API may have set the state already (its cancel and pause answer at once).
+    if reason == "requeue":  # the server is stopping: the next start continues from here
+        ctx.store.events.add(ctx.job.id, ev.REQUEUED.format(step=step))
+        return ctx.store.jobs.transition(ctx.job.id, "queued", allowed_from={"running"})
     if reason == "pause":
         ctx.store.events.add(ctx.job.id, ev.PAUSED.format(step=step, name=name))
-        return ctx.store.jobs.transition(ctx.job.id, "paused", allowed_from={"running"})
+        return ctx.store.jobs.transition(ctx.job.id, "paused", allowed_from={"running", "paused"})
     ctx.store.events.add(ctx.job.id, ev.CANCELLED.format(step=step, name=name))
-    return ctx.store.jobs.transition(ctx.job.id, "cancelled", allowed_from={"running"})
+    return ctx.store.jobs.transition(ctx.job.id, "cancelled", allowed_from={"running", "cancelled"})
 
 
 def _drop_unregistered_checkpoints(store: Store, job_id: str, run_dir: Path) -> None:

@@ -1,0 +1,62 @@
+"""`tunesmith serve`: the OpenAI-compatible API (files, fine-tuning jobs, models, chat)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tunesmith.cli.console import err
+
+LOOPBACK = "127.0.0.1"
+
+
+def serve_command(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8000,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-key",
+            help="Accept this bearer key (repeat for several). Also TUNESMITH_API_KEYS.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=0, help="Training processes (jobs run one per worker).")
+    ] = 1,
+    max_batch: Annotated[int, typer.Option(min=1, help="Chat requests decoded together.")] = 16,
+) -> None:
+    """Serve OpenAI's fine-tuning and chat API for the official `openai` SDK, unchanged.
+
+    Example: tunesmith serve --port 8000, then OPENAI_BASE_URL=http://127.0.0.1:8000/v1
+    """
+    import uvicorn
+
+    from tunesmith.api.app import create_app
+    from tunesmith.settings import get_settings
+
+    settings = get_settings()
+    if api_key:
+        settings = settings.model_copy(update={"api_keys": api_key})
+    if not settings.api_keys:
+        if host is None:
+            err.print(
+                f"[yellow]No API key set: listening on {LOOPBACK} only.[/] Give --api-key (or "
+                "TUNESMITH_API_KEYS) to require one; --host to listen elsewhere."
+            )
+        elif host != LOOPBACK:
+            err.print(
+                f"[bold red]Warning:[/] no API key, and listening on {host}: anyone who can reach it can use it."
+            )
+    bind = host or LOOPBACK
+    err.print(f"tunesmith API on http://{bind}:{port}/v1  (docs: http://{bind}:{port}/docs)")
+    uvicorn.run(
+        create_app(settings, workers=workers, max_batch=max_batch),
+        host=bind,
+        port=port,
+        log_level="warning",
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_command)
