@@ -19,7 +19,9 @@ PROMPTS = ["Hello!", "List three colors.", "What is two plus two? " * 4, "Ship 3
 
 
 def local(folder: Path, adapter: Path | None = None, name: str = "m") -> ModelSpec:
-    return ModelSpec(name=name, kind="local", base=str(folder), weights=str(folder), adapter=adapter)
+    return ModelSpec(
+        name=name, kind="local", base=str(folder), weights=str(folder), adapter=adapter
+    )
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +91,10 @@ def test_requests_joining_a_running_batch_get_the_same_tokens(engine, tiny_model
 
 
 def test_mixed_adapters_in_one_batch_each_get_their_own(engine, tiny_model_dir, adapters):
-    specs = [local(tiny_model_dir), *(local(tiny_model_dir, a, f"a{i}") for i, a in enumerate(adapters))]
+    specs = [
+        local(tiny_model_dir),
+        *(local(tiny_model_dir, a, f"a{i}") for i, a in enumerate(adapters)),
+    ]
     ids = prompt_ids(engine, specs[0], PROMPTS[1])
     mixed = [engine.submit(s, ids, GREEDY) for s in specs]  # queued together: one batch
     mixed = [engine.wait(s).token_ids for s in mixed]
@@ -113,7 +118,9 @@ def test_stop_strings_and_length_limit(engine, tiny_model_dir):
     full = engine.wait(engine.submit(spec, ids, SamplingParams(max_tokens=20, temperature=0)))
     assert full.finish_reason == "length" and full.completion_tokens == 20
     stop = full.text[len(full.text) // 2 : len(full.text) // 2 + 3]
-    cut = engine.wait(engine.submit(spec, ids, SamplingParams(max_tokens=20, temperature=0, stop=[stop])))
+    cut = engine.wait(
+        engine.submit(spec, ids, SamplingParams(max_tokens=20, temperature=0, stop=[stop]))
+    )
     assert cut.finish_reason == "stop"
     assert cut.text == full.text[: full.text.find(stop)]
 

@@ -14,7 +14,18 @@ from tunesmith.infer.sampling import SamplingParams
 from tunesmith.models.catalog import resolve
 
 VALID = ["{}", '{"a": 1}', '{"a": [1, 2.5, -3e10, true, null, "x\\n\\u00e9"], "b": {"c": false}} ']
-INVALID = [" {}", '{"a":' + " " * 40 + "1}", "[1]", '{"a" 1}', '{"a": 01}', '{"a": tru}', "{,}", '{"a": 1,}', '{"a": 1}x', '{"a": "\\q"}']
+INVALID = [
+    " {}",
+    '{"a":' + " " * 40 + "1}",
+    "[1]",
+    '{"a" 1}',
+    '{"a": 01}',
+    '{"a": tru}',
+    "{,}",
+    '{"a": 1,}',
+    '{"a": 1}x',
+    '{"a": "\\q"}',
+]
 
 
 @pytest.mark.parametrize("text", VALID)
@@ -36,6 +47,29 @@ def test_every_prefix_of_a_valid_object_is_a_valid_prefix():
         assert JsonPrefix().feed(text[:end]), text[:end]
 
 
+def test_declared_keys_only_and_each_once():
+    keys = ("city", "units")
+    assert JsonPrefix(keys=keys).feed('{"city": "Oslo", "units": "C"}')
+    assert not JsonPrefix(keys=keys).feed('{"type": ')
+    assert not JsonPrefix(keys=keys).feed('{"city": "a", "city"')
+    assert not JsonPrefix(keys=keys).feed('{"city": 1, "units": 2,')  # no key left to add
+    nested = JsonPrefix(keys=keys)
+    assert nested.feed('{"city": {"any": {"keys": 1}}}') and nested.done  # only the top level
+    assert not JsonPrefix(keys=()).feed('{"a"') and JsonPrefix(keys=()).feed("{}")
+
+
+def test_tool_call_guide_picks_an_offered_name_then_its_parameters(tokenizer):
+    from tunesmith.infer.json_guide import ToolCallGuide
+
+    guide = ToolCallGuide(tokenizer, {"get_weather": ("city",), "get_time": None})
+    assert guide._try('get_weather", "arguments": {"city": "Rome"}') is not None
+    assert guide._try('get_weather", "arguments": {"when": 1}') is None
+    assert guide._try('get_time", "arguments": {"when": 1}') is not None
+    assert guide._try("launch_rocket") is None
+    named = ToolCallGuide(tokenizer, {"get_weather": ("city",)}, named="get_weather")
+    assert named._try('{"city": "Rome"}') is not None and named._try('{"x": 1}') is None
+
+
 def test_token_texts_match_decoding_in_context(tokenizer):
     texts = token_texts(tokenizer)
     ids = tokenizer(' {"city": "Lisbon", "n": 12}', add_special_tokens=False)["input_ids"]
@@ -53,7 +87,7 @@ def test_the_built_in_model_answers_valid_json_when_asked_for_json_object():
         free = engine.wait(engine.submit(spec, ids, SamplingParams(max_tokens=120, temperature=0)))
         outs = [
             engine.wait(engine.submit(spec, ids, SamplingParams(
-                max_tokens=200, temperature=t, seed=s, json_object=True
+                max_tokens=200, temperature=t, seed=s, guide="json"
             )))
             for t, s in ((0.0, None), (1.0, 1), (1.0, 2))
         ]  # fmt: skip

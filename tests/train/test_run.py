@@ -55,7 +55,10 @@ def test_run_succeeds_with_openai_events_metrics_and_results(tiny_model_dir, fil
     messages = [e.message for e in reversed(store.events.list(job.id, limit=100).data)]
     assert messages[0] == f"Created fine-tuning job: {job.id}"
     assert messages[1].startswith("Validating training file: file-")
-    assert messages[2:4] == ["Files validated, moving job to queued state", "Fine-tuning job started"]
+    assert messages[2:4] == [
+        "Files validated, moving job to queued state",
+        "Fine-tuning job started",
+    ]
     assert messages[-2:] == [
         f"New fine-tuned model created: {job.fine_tuned_model}",
         "The job has successfully completed",

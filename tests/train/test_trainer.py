@@ -58,7 +58,9 @@ def test_head_at_assistant_positions_equals_full_loss(model, examples, tokenizer
 @torch.no_grad()
 def test_packed_loss_equals_unpacked_loss(model, examples, tokenizer):
     packed_sum, packed_n, _ = assistant_loss(model, PackedCollator()(examples))
-    padded_sum, padded_n, _ = assistant_loss(model, PaddedCollator(tokenizer.pad_token_id)(examples))
+    padded_sum, padded_n, _ = assistant_loss(
+        model, PaddedCollator(tokenizer.pad_token_id)(examples)
+    )
     one_by_one = sum(float(assistant_loss(model, PackedCollator()([e]))[0]) for e in examples)
     assert int(packed_n) == int(padded_n)
     assert float(packed_sum) == pytest.approx(float(padded_sum), rel=1e-4)

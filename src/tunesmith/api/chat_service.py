@@ -11,7 +11,12 @@ from dataclasses import dataclass
 
 from tunesmith.api.protocol.chat import ChatCompletionRequest, ChatMessage, ToolChoiceNamed
 from tunesmith.data.records import FunctionCall, Message, ToolCall
-from tunesmith.data.render import TOOL_CALL_OPEN, encode_prompt, template_supports_tools
+from tunesmith.data.render import (
+    TOOL_CALL_CLOSE,
+    TOOL_CALL_OPEN,
+    encode_prompt,
+    template_supports_tools,
+)
 from tunesmith.errors import TunesmithError
 from tunesmith.infer.engine import Engine
 from tunesmith.infer.sampling import SamplingParams, TokenLogprob
@@ -74,6 +79,7 @@ class Prepared:
     prompt_ids: list[int]
     params: list[SamplingParams]  # one per choice
     prefix: str  # text forced at the start of the answer (tool_choice), part of the output
+    suffix: str  # text that closes a guided tool call once its arguments are complete
     tool_names: set[str] | None  # None: tools are not in play
     tokenizer: object
 
@@ -121,9 +127,11 @@ def prepare(engine: Engine, spec: ModelSpec, req: ChatCompletionRequest) -> Prep
         logit_bias={int(k): v for k, v in (req.logit_bias or {}).items()},
         logprobs=req.logprobs,
         top_logprobs=req.top_logprobs or 0,
-        json_object=req.response_format is not None
-        and req.response_format.type != "text"
-        and not prefix,
+        guide=_guide(req, prefix),
+        tools=_parameters(tools) if prefix else {},
+        tool_named=req.tool_choice.function.name
+        if isinstance(req.tool_choice, ToolChoiceNamed)
+        else None,
     )
     params = [
         base
@@ -132,7 +140,26 @@ def prepare(engine: Engine, spec: ModelSpec, req: ChatCompletionRequest) -> Prep
         for i in range(req.n)
     ]
     names = {t["function"]["name"] for t in tools} if tools else None
-    return Prepared(spec, prompt_ids, params, prefix, names, tokenizer)
+    suffix = "}" + TOOL_CALL_CLOSE if prefix else ""
+    return Prepared(spec, prompt_ids, params, prefix, suffix, names, tokenizer)
+
+
+def _guide(req: ChatCompletionRequest, prefix: str) -> str | None:
+    if prefix:
+        return "tool_call"
+    if req.response_format is not None and req.response_format.type != "text":
+        return "json"  # json_schema too: valid JSON is guaranteed, the schema is not enforced
+    return None
+
+
+def _parameters(tools: list[dict]) -> dict[str, tuple[str, ...] | None]:
+    """Each function's declared parameter names; None where the schema does not list them."""
+    out: dict[str, tuple[str, ...] | None] = {}
+    for tool in tools:
+        schema = tool["function"].get("parameters") or {}
+        properties = schema.get("properties")
+        out[tool["function"]["name"]] = tuple(properties) if isinstance(properties, dict) else None
+    return out
 
 
 def logprobs_json(tokenizer, logprobs: list[TokenLogprob]) -> dict:
@@ -150,7 +177,7 @@ def logprobs_json(tokenizer, logprobs: list[TokenLogprob]) -> dict:
 
 
 def _choice(prep: Prepared, index: int, done: Completion, logprobs: bool) -> dict:
-    text = prep.prefix + done.text
+    text = prep.prefix + done.text + (prep.suffix if done.finish_reason == "stop" else "")
     message: dict = {"role": "assistant", "content": text, "refusal": None}
     finish = done.finish_reason
     if prep.tool_names is not None:

@@ -22,8 +22,13 @@ MAX_WHITESPACE_RUN = 32
 class JsonPrefix:
     """The state of a partial JSON text. `feed` returns False at the first impossible char."""
 
-    def __init__(self, object_only: bool = True) -> None:
+    def __init__(self, object_only: bool = True, keys: tuple[str, ...] | None = None) -> None:
         self.object_only = object_only
+        # With `keys`, the top-level object may only use these keys, each at most once (a tool's
+        # declared parameters): small models otherwise copy the schema itself as arguments.
+        self.keys = keys
+        self.used: tuple[str, ...] = ()
+        self.key_text = ""
         self.stack: list[str] = []  # "obj" / "arr"
         self.mode = "value"
         self.key = False  # the open string is an object key
@@ -34,7 +39,7 @@ class JsonPrefix:
 
     def copy(self) -> JsonPrefix:
         other = JsonPrefix.__new__(JsonPrefix)
-        other.__dict__ = {**self.__dict__, "stack": list(self.stack)}
+        other.__dict__ = {**self.__dict__, "stack": list(self.stack)}  # tuples are shared safely
         return other
 
     def feed(self, text: str) -> bool:
@@ -49,6 +54,8 @@ class JsonPrefix:
     def _step(self, ch: str) -> bool:
         mode = self.mode
         if mode == "string":
+            if self._checks_keys():
+                return self._key_char(ch)
             if ch == '"':
                 self.mode = "colon" if self.key else "after"
                 if not self.key:
@@ -90,6 +97,25 @@ class JsonPrefix:
         self.whitespace = 0
         return self._structural(ch)
 
+    def _checks_keys(self) -> bool:
+        return self.keys is not None and self.key and len(self.stack) == 1
+
+    def _free_keys(self) -> list[str]:
+        return [k for k in self.keys or () if k not in self.used]
+
+    def _key_char(self, ch: str) -> bool:
+        """A top-level key, checked against the allowed keys (plain characters only)."""
+        if ch == '"':
+            if self.key_text not in self._free_keys():
+                return False
+            self.used += (self.key_text,)
+            self.key_text, self.mode = "", "colon"
+            return True
+        if ch == "\\" or not any(k.startswith(self.key_text + ch) for k in self._free_keys()):
+            return False
+        self.key_text += ch
+        return True
+
     def _structural(self, ch: str) -> bool:
         mode = self.mode
         if mode in ("value", "value_or_close"):
@@ -101,6 +127,8 @@ class JsonPrefix:
                 return False
             return self._open_value(ch)
         if mode in ("key", "key_or_close"):
+            if mode == "key_or_close" and len(self.stack) == 1 and self.keys == ():
+                return ch == "}" and self._close_object()
             if mode == "key_or_close" and ch == "}":
                 self.stack.pop()
                 self._end_value()
@@ -116,6 +144,13 @@ class JsonPrefix:
             return False
         if mode == "after":
             closer = "}" if self.stack[-1] == "obj" else "]"
+            if (
+                ch == ","
+                and len(self.stack) == 1
+                and self.keys is not None
+                and not self._free_keys()
+            ):
+                return False
             if ch == ",":
                 self.mode = "key" if self.stack[-1] == "obj" else "value"
                 return True
@@ -124,6 +159,11 @@ class JsonPrefix:
                 self._end_value()
                 return True
         return False
+
+    def _close_object(self) -> bool:
+        self.stack.pop()
+        self._end_value()
+        return True
 
     def _open_value(self, ch: str) -> bool:
         if ch == "{":
@@ -173,3 +213,50 @@ class JsonGuide:
 
     def advance(self, token_id: int) -> None:
         self.state.feed(self.texts[token_id])
+
+
+class ToolCallGuide:
+    """For tool_choice "required" or a named function: after the forced `<tool_call>{"name": "`,
+    the model may only write one of the offered names, then a JSON object of arguments whose keys
+    are the function's declared parameters.
+
+    `functions` maps each name to its parameter names (None: any keys). With `named`, the name is
+    already in the forced prefix and only the arguments follow.
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        functions: dict[str, tuple[str, ...] | None],
+        named: str | None = None,
+    ) -> None:
+        self.texts = token_texts(tokenizer)
+        self.functions = functions
+        self.heads = {f'{name}", "arguments": ': name for name in functions}
+        self.head: str | None = None if named else ""  # None: the name is settled
+        self.state = JsonPrefix(object_only=True, keys=functions.get(named) if named else None)
+
+    @property
+    def done(self) -> bool:
+        return self.state.done
+
+    def _try(self, text: str) -> tuple[str | None, JsonPrefix] | None:
+        head, state = self.head, self.state.copy()
+        for ch in text:
+            if head is not None:
+                head += ch
+                if head in self.heads:  # the name is complete: its parameters become the keys
+                    state = JsonPrefix(object_only=True, keys=self.functions[self.heads[head]])
+                    head = None
+                elif not any(h.startswith(head) for h in self.heads):
+                    return None
+            elif not state.feed(ch):
+                return None
+        return head, state
+
+    def allows(self, token_id: int) -> bool:
+        text = self.texts[token_id] if token_id < len(self.texts) else ""
+        return bool(text) and "\ufffd" not in text and self._try(text) is not None
+
+    def advance(self, token_id: int) -> None:
+        self.head, self.state = self._try(self.texts[token_id])

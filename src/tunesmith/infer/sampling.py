@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
@@ -24,7 +25,11 @@ class SamplingParams:
     logit_bias: dict[int, float] = field(default_factory=dict)
     logprobs: bool = False
     top_logprobs: int = 0
-    json_object: bool = False  # only tokens that keep the answer a valid JSON object prefix
+    # Constrained decoding: "json" keeps the answer a JSON object; "tool_call" writes one of the
+    # `tools` names (or `tool_named`'s, forced already) and a JSON object of its parameters.
+    guide: Literal["json", "tool_call"] | None = None
+    tools: dict[str, tuple[str, ...] | None] = field(default_factory=dict)
+    tool_named: str | None = None
 
 
 @dataclass

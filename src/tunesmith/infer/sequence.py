@@ -64,10 +64,14 @@ class Sequence:
         if params.seed is not None:
             self.generator = torch.Generator().manual_seed(params.seed)
         self.guide = None
-        if params.json_object:
+        if params.guide == "json":
             from tunesmith.infer.json_guide import JsonGuide
 
             self.guide = JsonGuide(tokenizer)
+        elif params.guide == "tool_call":
+            from tunesmith.infer.json_guide import ToolCallGuide
+
+            self.guide = ToolCallGuide(tokenizer, params.tools, params.tool_named)
         self.cancelled = False
 
     def cancel(self) -> None:
@@ -96,7 +100,7 @@ class Sequence:
                 self.finish("stop")
                 return
         if self.guide is not None and self.guide.done:
-            self.finish("stop")  # the JSON object is complete: nothing may follow it
+            self.finish("stop")  # the guided text is complete: nothing may follow it
             return
         if len(self.generated) >= self.params.max_tokens:
             self.finish("length")

@@ -119,9 +119,11 @@ def validate_files(store: Store, job: JobRow, report: Report | None = None) -> J
             + summarize(report),
             "param": param,
         }
-        store.events.add(job.id, ev.FAILED.format(reason=error["message"]), level="error")
-        return store.jobs.transition(
+        job = store.jobs.transition(
             job.id, "failed", allowed_from={"validating_files"}, error=error
         )
+        store.events.add(job.id, ev.FAILED.format(reason=error["message"]), level="error")
+        return job
+    job = store.jobs.transition(job.id, "queued", allowed_from={"validating_files"})
     store.events.add(job.id, ev.VALIDATED)
-    return store.jobs.transition(job.id, "queued", allowed_from={"validating_files"})
+    return job

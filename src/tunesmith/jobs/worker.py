@@ -41,6 +41,17 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker when the server dies, even by SIGKILL: an orphaned
+    worker would go on training a job that the next server also resumes."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the next start's recovery still requeues
+        pass
+
+
 def worker_main(settings: dict) -> None:
     """A worker process: claim the oldest queued job, train it, repeat until told to stop."""
     from tunesmith.cli.console import quiet_libraries
@@ -51,6 +62,7 @@ def worker_main(settings: dict) -> None:
     quiet_libraries()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on the server is the server's to handle
     store = open_store(Settings(**settings))
     while not stop.is_set():
@@ -125,14 +137,19 @@ class Supervisor:
             try:
                 validate_files(self.store, job)
             except TunesmithError as exc:
+                if exc.code == "invalid_job_state":  # cancelled while its files were checked
+                    continue
                 self._fail(job_id, exc.code or "invalid_training_file", str(exc), exc.param)
             except Exception as exc:
                 log.exception("validating %s failed", job_id)
                 self._fail(job_id, "internal_error", f"validation failed: {exc}", None)
 
     def _fail(self, job_id: str, code: str, message: str, param: str | None) -> None:
+        from tunesmith.store.jobs import FINAL
         from tunesmith.train import events as ev
 
+        if self.store.jobs.get(job_id).status in FINAL:  # e.g. cancelled while validating
+            return
         self.store.events.add(job_id, ev.FAILED.format(reason=message), level="error")
         self.store.jobs.transition(
             job_id,

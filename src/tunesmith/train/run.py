@@ -82,11 +82,19 @@ class RunContext:
         self.store.events.add(self.job.id, ev.CHECKPOINT.format(step=step, name=name))
 
     def trained_spec(self, name: str, folder: Path, kind: str) -> ModelSpec:
+        owner = self.store.settings.org
         if self.config.method == "lora":
             return ModelSpec(
-                name=name, kind=kind, base=self.base.base, weights=self.base.weights, adapter=folder
+                name=name,
+                kind=kind,
+                base=self.base.base,
+                weights=self.base.weights,
+                adapter=folder,
+                owned_by=owner,
             )
-        return ModelSpec(name=name, kind=kind, base=self.base.base, weights=str(folder))
+        return ModelSpec(
+            name=name, kind=kind, base=self.base.base, weights=str(folder), owned_by=owner
+        )
 
 
 def run(

@@ -1,0 +1,283 @@
+"""Fine-tuning jobs: create (validated in the background), list, retrieve, cancel, pause, resume,
+events and checkpoints."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import ValidationError
+
+from tunesmith.api.deps import SettingsDep, StoreDep
+from tunesmith.api.protocol.common import page
+from tunesmith.api.protocol.fine_tuning import (
+    CreateFineTuningJob,
+    FineTuningJob,
+    FineTuningJobCheckpointList,
+    FineTuningJobEventList,
+    FineTuningJobList,
+    Hyperparameters,
+)
+from tunesmith.errors import NotFoundError, TunesmithError
+from tunesmith.jobs import control
+from tunesmith.jobs.service import create_job
+from tunesmith.train.config import BASE_LEARNING_RATE, SFTConfig, config_error
+
+router = APIRouter(tags=["fine-tuning"])
+
+# Settings of the `config` extension that the request already carries under its own name.
+_FROM_REQUEST = {
+    "model": "model",
+    "suffix": "suffix",
+    "seed": "seed",
+    "epochs": "method.supervised.hyperparameters.n_epochs",
+    "batch_size": "method.supervised.hyperparameters.batch_size",
+    "learning_rate": "method.supervised.hyperparameters.learning_rate_multiplier",
+}
+_UNION_ARMS = (
+    "int",
+    "float",
+    "literal",
+    "str",
+    "list",
+    "function",
+)  # pydantic's union-arm loc parts
+# Files come by id (training_file, validation_file), never as paths on the server.
+_NOT_THROUGH_API = ("data", "validation", "mapping")
+
+
+# --- translation: the request → the stored method and an SFTConfig (pure, testable) -------------
+
+
+def supervised_hyperparameters(body: CreateFineTuningJob) -> Hyperparameters:
+    """The hyperparameters of a supervised job, from `method` or the deprecated field."""
+    method = body.method
+    if method is not None and method.type != "supervised":
+        name = {"dpo": "DPO", "reinforcement": "Reinforcement"}[method.type]
+        raise TunesmithError(
+            f"{name} fine-tuning is not supported by tunesmith's API yet.",
+            "Use method.type 'supervised' (chat examples, loss on the assistant turns).",
+            param="method.type",
+            code="unsupported_method",
+        )
+    from_method = method.supervised.hyperparameters if method and method.supervised else None
+    legacy = body.hyperparameters
+    if from_method is not None and legacy is not None and from_method != legacy:
+        raise TunesmithError(
+            "Hyperparameters were given twice, differently: in `hyperparameters` (deprecated) and "
+            "in `method.supervised.hyperparameters`.",
+            "Give them once, in method.supervised.hyperparameters.",
+            param="hyperparameters",
+        )
+    return from_method or legacy or Hyperparameters()
+
+
+def _validated(values: dict[str, Any], given: dict[str, Any]) -> SFTConfig:
+    """Validate like `load_config` does, naming the key; the param points at the request field
+    the bad value came from (`config.lora.r`, or `suffix`)."""
+    try:
+        return SFTConfig.model_validate(values)
+    except ValidationError as exc:
+        error = config_error(exc, "request field `config`")
+        loc = [str(p) for p in exc.errors()[0]["loc"] if not str(p).startswith(_UNION_ARMS)]
+        first = loc[0] if loc else ""
+        error.param = _FROM_REQUEST[first] if first in given else ".".join(["config", *loc])
+        raise error from None
+
+
+def to_sft_config(body: CreateFineTuningJob, hp: Hyperparameters) -> SFTConfig:
+    """OpenAI's fields, plus the `config` extension, as one validated SFTConfig.
+
+    n_epochs → epochs, batch_size → batch_size, learning_rate_multiplier → learning_rate =
+    multiplier × BASE_LEARNING_RATE[method]. A setting given both ways must agree.
+    """
+    extra = dict(body.config or {})
+    for key in _NOT_THROUGH_API:
+        if key in extra:
+            raise TunesmithError(
+                f"config.{key} cannot be set through the API.",
+                "Upload the data with files.create and pass its id as training_file or "
+                "validation_file.",
+                param=f"config.{key}",
+            )
+    given: dict[str, Any] = {"model": body.model}
+    if body.suffix is not None:
+        given["suffix"] = body.suffix
+    if body.seed is not None:
+        given["seed"] = body.seed
+    if hp.n_epochs != "auto":
+        given["epochs"] = hp.n_epochs
+    if hp.batch_size != "auto":
+        given["batch_size"] = hp.batch_size
+    for key, value in given.items():
+        if key in extra and extra[key] != value:
+            raise _conflict(key, extra[key], value)
+    config = _validated({**extra, **given}, given)
+    multiplier = hp.learning_rate_multiplier
+    if multiplier == "auto":
+        return config
+    if "learning_rate" in extra:
+        raise _conflict("learning_rate", extra["learning_rate"], multiplier)
+    rate = multiplier * BASE_LEARNING_RATE[config.method]
+    if rate >= 1:
+        raise TunesmithError(
+            f"learning_rate_multiplier={multiplier} gives a learning rate of {rate:g} "
+            f"({multiplier} × {BASE_LEARNING_RATE[config.method]:g} for {config.method}); it "
+            "must stay below 1.",
+            "Multipliers between 0.1 and 10 are the useful range.",
+            param=_FROM_REQUEST["learning_rate"],
+        )
+    return _validated({**extra, **given, "learning_rate": rate}, given)
+
+
+def _conflict(key: str, in_config: Any, in_request: Any) -> TunesmithError:
+    return TunesmithError(
+        f"config.{key}={in_config!r} contradicts {_FROM_REQUEST[key]}={in_request!r}.",
+        "Give each setting once.",
+        param=f"config.{key}",
+    )
+
+
+def stored_method(config: SFTConfig, hp: Hyperparameters) -> dict:
+    """The job's `method` as OpenAI echoes it: the numbers asked for, "auto" for the rest (the
+    run fills in the resolved numbers when training starts)."""
+    multiplier = hp.learning_rate_multiplier
+    if multiplier == "auto" and config.learning_rate != "auto":  # given as config.learning_rate
+        multiplier = round(config.learning_rate / BASE_LEARNING_RATE[config.method], 6)
+    return {
+        "type": "supervised",
+        "supervised": {
+            "hyperparameters": {
+                "n_epochs": config.epochs,
+                "batch_size": config.batch_size,
+                "learning_rate_multiplier": multiplier,
+            }
+        },
+    }
+
+
+def _check_model(store, name: str) -> None:
+    """An unknown model is a bad request here (400 model_not_available), not a missing page."""
+    try:
+        store.models.resolve(name)
+    except NotFoundError as exc:
+        raise TunesmithError(
+            exc.message, exc.hint, param="model", code="model_not_available"
+        ) from None
+
+
+# --- routes ---------------------------------------------------------------------------------------
+
+After = Annotated[str | None, Query(description="An id from the previous page: list after it.")]
+
+
+@router.post("/fine_tuning/jobs", response_model=FineTuningJob)
+def create_fine_tuning_job(
+    body: CreateFineTuningJob, request: Request, store: StoreDep, settings: SettingsDep
+) -> dict:
+    """Create a job. It answers at once in `validating_files`; the files are checked in the
+    background and the job moves to `queued` (or `failed`, naming the file and line)."""
+    hp = supervised_hyperparameters(body)
+    config = to_sft_config(body, hp)
+    _check_model(store, body.model)
+    job = create_job(
+        store,
+        config,
+        training_file=body.training_file,
+        validation_file=body.validation_file,
+        seed=body.seed,
+        metadata=body.metadata,
+        method=stored_method(config, hp),
+    )
+    request.app.state.supervisor.validate_soon(job.id)
+    return job.to_openai(settings.org)
+
+
+_METADATA_KEY = re.compile(r"^metadata\[(.+)\]$")
+_METADATA_QUERY = {
+    "parameters": [
+        {
+            "name": "metadata",
+            "in": "query",
+            "required": False,
+            "style": "deepObject",
+            "explode": True,
+            "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+            "description": "Only jobs with these metadata pairs: `metadata[key]=value`.",
+        }
+    ]
+}
+
+
+@router.get("/fine_tuning/jobs", response_model=FineTuningJobList, openapi_extra=_METADATA_QUERY)
+def list_fine_tuning_jobs(
+    request: Request,
+    store: StoreDep,
+    settings: SettingsDep,
+    after: After = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 20,
+) -> dict:
+    """Jobs, newest first."""
+    metadata = {
+        match.group(1): value
+        for key, value in request.query_params.multi_items()
+        if (match := _METADATA_KEY.match(key))
+    }
+    result = store.jobs.list(after=after, limit=limit, metadata=metadata or None)
+    return page([job.to_openai(settings.org) for job in result.data], result.has_more)
+
+
+@router.get("/fine_tuning/jobs/{fine_tuning_job_id}", response_model=FineTuningJob)
+def retrieve_fine_tuning_job(
+    fine_tuning_job_id: str, store: StoreDep, settings: SettingsDep
+) -> dict:
+    return store.jobs.get(fine_tuning_job_id).to_openai(settings.org)
+
+
+@router.post("/fine_tuning/jobs/{fine_tuning_job_id}/cancel", response_model=FineTuningJob)
+def cancel_fine_tuning_job(fine_tuning_job_id: str, store: StoreDep, settings: SettingsDep) -> dict:
+    """Cancel a job that has not ended; a running one stops at its next step, keeping a
+    checkpoint. An ended job gives 400 invalid_job_state."""
+    return control.cancel(store, fine_tuning_job_id).to_openai(settings.org)
+
+
+@router.post("/fine_tuning/jobs/{fine_tuning_job_id}/pause", response_model=FineTuningJob)
+def pause_fine_tuning_job(fine_tuning_job_id: str, store: StoreDep, settings: SettingsDep) -> dict:
+    """Pause a queued or running job (a running one stops at its next step, with a checkpoint)."""
+    return control.pause(store, fine_tuning_job_id).to_openai(settings.org)
+
+
+@router.post("/fine_tuning/jobs/{fine_tuning_job_id}/resume", response_model=FineTuningJob)
+def resume_fine_tuning_job(fine_tuning_job_id: str, store: StoreDep, settings: SettingsDep) -> dict:
+    """Put a paused job back in the queue; it continues from its last checkpoint."""
+    return control.resume(store, fine_tuning_job_id).to_openai(settings.org)
+
+
+@router.get("/fine_tuning/jobs/{fine_tuning_job_id}/events", response_model=FineTuningJobEventList)
+def list_fine_tuning_events(
+    fine_tuning_job_id: str,
+    store: StoreDep,
+    after: After = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 20,
+) -> dict:
+    """A job's events, newest first (OpenAI's order; reverse them to read the story)."""
+    store.jobs.get(fine_tuning_job_id)
+    result = store.events.list(fine_tuning_job_id, after=after, limit=limit)
+    return page([event.to_openai() for event in result.data], result.has_more)
+
+
+@router.get(
+    "/fine_tuning/jobs/{fine_tuning_job_id}/checkpoints",
+    response_model=FineTuningJobCheckpointList,
+)
+def list_fine_tuning_checkpoints(
+    fine_tuning_job_id: str,
+    store: StoreDep,
+    after: After = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 10,
+) -> dict:
+    """A job's checkpoints, newest first; each is callable as a model by its name."""
+    store.jobs.get(fine_tuning_job_id)
+    result = store.checkpoints.list(fine_tuning_job_id, after=after, limit=limit)
+    return page([ckpt.to_openai() for ckpt in result.data], result.has_more)

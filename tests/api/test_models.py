@@ -1,0 +1,142 @@
+"""Models API through the official SDK, plus what every /v1 route shares: auth and the schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tunesmith.models.catalog import ModelSpec
+from tunesmith.store import open_store
+
+BASE = "smollm2-135m-instruct"
+FT = f"ft:{BASE}:local:demo:abcd1234"
+
+
+@pytest.fixture
+def store():
+    """The store under the test's home, the one the test server uses."""
+    store = open_store()
+    yield store
+    store.close()
+
+
+def register(store, name: str, folder: Path, kind: str = "fine-tuned", job_id=None) -> None:
+    spec = ModelSpec(name=name, kind=kind, base=BASE, weights=BASE, adapter=folder, created=123)
+    store.models.register(spec, job_id)
+
+
+def test_list_covers_the_catalog_and_registered_models(sdk, store, tmp_path):
+    register(store, FT, tmp_path)
+    models = sdk.models.list()
+    ids = [m.id for m in models.data]
+    assert ids[0] == BASE and FT in ids
+    base = models.data[0]
+    assert (base.object, isinstance(base.created, int), base.owned_by) == (
+        "model",
+        True,
+        "tunesmith",
+    )
+
+
+def test_retrieve_and_delete_a_fine_tuned_model(sdk, store, tmp_path):
+    register(store, FT, tmp_path)
+    model = sdk.models.retrieve(FT)  # colons travel as they are in the path
+    assert (model.id, model.object, model.created) == (FT, "model", 123)
+
+    deleted = sdk.models.delete(FT)
+    assert (deleted.id, deleted.object, deleted.deleted) == (FT, "model", True)
+    assert tmp_path.exists()  # not a job's own model folder: left alone
+    with pytest.raises(openai.NotFoundError) as caught:
+        sdk.models.retrieve(FT)
+    assert caught.value.code == "model_not_found"
+    assert caught.value.type == "invalid_request_error"
+    with pytest.raises(openai.NotFoundError):
+        sdk.models.delete(FT)
+
+
+def test_deleting_removes_only_the_models_own_folder(sdk, store):
+    job = store.jobs.create(
+        model=BASE,
+        training_file="file-x",
+        validation_file=None,
+        suffix="demo",
+        seed=1,
+        metadata=None,
+        method={"type": "supervised"},
+        config={},
+        status="succeeded",
+    )
+    run_dir = Path(job.run_dir)
+    final, checkpoint = run_dir / "model", run_dir / "checkpoints" / "checkpoint-3"
+    for folder in (final, checkpoint):
+        folder.mkdir(parents=True)
+        (folder / "adapter_config.json").write_text("{}")
+    register(store, FT, final, job_id=job.id)
+    register(store, f"{FT[:-8]}zzzz9999:ckpt-step-3", checkpoint, "checkpoint", job.id)
+
+    assert sdk.models.delete(f"{FT[:-8]}zzzz9999:ckpt-step-3").deleted is True
+    assert checkpoint.exists()  # a paused or cancelled job resumes from it
+    assert sdk.models.delete(FT).deleted is True
+    assert not final.exists()
+    assert [m.id for m in sdk.models.list().data] == [BASE]
+
+
+def test_base_and_unknown_models(sdk):
+    assert sdk.models.retrieve(BASE).id == BASE
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.models.delete(BASE)
+    assert caught.value.param == "model" and "base model" in caught.value.message
+    for name in ("nope", "org/some-model", "ft:nope:local::x"):
+        with pytest.raises(openai.NotFoundError) as caught:
+            sdk.models.retrieve(name)
+        assert caught.value.code == "model_not_found"
+
+
+# --- every /v1 route: auth and the schema ---------------------------------------------------------
+
+
+def test_api_keys_are_checked(serve, client):
+    url = serve(api_keys=["sk-right"])
+    with pytest.raises(openai.AuthenticationError) as caught:
+        client(url, api_key="sk-wrong").models.list()
+    assert caught.value.status_code == 401
+    assert set(caught.value.body) == {"message", "type", "param", "code"}
+    assert caught.value.code == "invalid_api_key"
+
+    assert client(url, api_key="sk-right").models.retrieve(BASE).id == BASE
+
+    bare = httpx.get(f"{url}/models")
+    assert bare.status_code == 401
+    assert bare.json()["error"]["code"] == "invalid_api_key"
+    assert "provide an API key" in bare.json()["error"]["message"]
+    assert httpx.get(f"{url}/files").status_code == 401
+
+
+def test_openapi_lists_every_route(serve):
+    url = serve()
+    schema = httpx.get(url.removesuffix("/v1") + "/openapi.json").json()
+    paths = schema["paths"]
+    expected = {
+        "/v1/files": {"get", "post"},
+        "/v1/files/{file_id}": {"get", "delete"},
+        "/v1/files/{file_id}/content": {"get"},
+        "/v1/fine_tuning/jobs": {"get", "post"},
+        "/v1/fine_tuning/jobs/{fine_tuning_job_id}": {"get"},
+        "/v1/fine_tuning/jobs/{fine_tuning_job_id}/cancel": {"post"},
+        "/v1/fine_tuning/jobs/{fine_tuning_job_id}/pause": {"post"},
+        "/v1/fine_tuning/jobs/{fine_tuning_job_id}/resume": {"post"},
+        "/v1/fine_tuning/jobs/{fine_tuning_job_id}/events": {"get"},
+        "/v1/fine_tuning/jobs/{fine_tuning_job_id}/checkpoints": {"get"},
+        "/v1/models": {"get"},
+        "/v1/models/{model}": {"get", "delete"},
+    }
+    for path, methods in expected.items():
+        assert path in paths, path
+        assert methods <= set(paths[path]), path
+    upload = paths["/v1/files"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert {"file", "purpose"} <= set(upload["schema"]["properties"])
+    create = paths["/v1/fine_tuning/jobs"]["post"]["requestBody"]["content"]["application/json"]
+    assert create["schema"]["$ref"].endswith("/CreateFineTuningJob")
