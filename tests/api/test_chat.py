@@ -85,6 +85,20 @@ def test_stop_sequences_cut_the_answer(sdk, tiny):
     assert cut.choices[0].message.content == text[: text.find(stop)]
 
 
+def test_presence_and_frequency_penalties_discourage_repeats(sdk, tiny):
+    def ask(**penalty):
+        reply = sdk.chat.completions.create(
+            model=tiny, messages=USER, max_tokens=30, temperature=0, logprobs=True, **penalty
+        )
+        return [t.token for t in reply.choices[0].logprobs.content]
+
+    plain = ask()
+    assert len(set(plain)) < len(plain)  # greedy decoding of the random model repeats itself
+    for penalty in ({"frequency_penalty": 2.0}, {"presence_penalty": 2.0}):
+        tokens = ask(**penalty)
+        assert len(set(tokens)) > len(set(plain)), penalty
+
+
 def test_logprobs_and_top_logprobs(sdk, tiny):
     reply = sdk.chat.completions.create(
         model=tiny, messages=USER, max_tokens=6, temperature=0, logprobs=True, top_logprobs=3
