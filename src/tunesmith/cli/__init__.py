@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from tunesmith.cli import chat, data, demo, jobs, models, serve, train
+from tunesmith.cli import chat, compare, data, demo, jobs, models, serve, train
 from tunesmith.cli.console import run_guarded
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(jobs.app, name="jobs")
 train.register(app)
 chat.register(app)
+compare.register(app)
 demo.register(app)
 serve.register(app)
 

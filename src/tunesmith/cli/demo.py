@@ -6,10 +6,8 @@ import time
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from tunesmith.cli.console import err, out
+from tunesmith.cli.console import out
 
 
 def demo_command(
@@ -18,10 +16,12 @@ def demo_command(
         int | None, typer.Option(min=1, help="Score only the first N test examples.")
     ] = None,
 ) -> None:
-    """Check the bundled data, LoRA-tune the built-in model on it, and score base vs tuned."""
+    """Check the bundled data, LoRA-tune the built-in model on it, then compare zero-shot,
+    few-shot, retrieval-augmented prompting and the fine-tuned model, with a recommendation."""
+    from tunesmith.cli.compare import compare, print_comparison
     from tunesmith.cli.store import store
     from tunesmith.cli.train import follow, submit
-    from tunesmith.data.readers import read
+    from tunesmith.evals.compare import CompareConfig
     from tunesmith.tasks import ORDERS
     from tunesmith.train.config import SFTConfig
 
@@ -38,57 +38,16 @@ def demo_command(
     out.rule("[bold]2. LoRA fine-tune of the built-in model")
     follow(job.id)
     job = store().jobs.get(job.id)
-    out.rule("[bold]3. Base vs fine-tuned on 100 held-out examples")
-    tests = read(ORDERS / "test.jsonl").records[:limit]
-    base = store().models.resolve(cfg.model)
-    tuned = store().models.resolve(job.fine_tuned_model)
-    results = _score_both(base, tuned, tests)
-    _table(results, len(tests))
-    out.print(f"Demo wall time: {time.monotonic() - started:.0f} s")
-
-
-def _score_both(base, tuned, tests):
-    from tunesmith.evals.score import score
-    from tunesmith.infer.engine import Engine
-    from tunesmith.infer.sampling import SamplingParams
-
-    engine = Engine(max_batch=16)
-    params = SamplingParams(max_tokens=80, temperature=0)
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
+    out.rule("[bold]3. Should you fine-tune? Four strategies on 100 held-out examples")
+    config = CompareConfig(
+        train=ORDERS / "train.jsonl",
+        test=ORDERS / "test.jsonl",
+        fine_tuned=job.fine_tuned_model,
+        limit=limit,
     )
-    results = []
-    try:
-        with bar:
-            for label, spec in (("base", base), ("fine-tuned", tuned)):
-                task = bar.add_task(f"scoring {label}", total=len(tests))
-                results.append(
-                    (
-                        label,
-                        score(engine, spec, tests, params, on_done=lambda t=task: bar.advance(t)),
-                    )
-                )
-    finally:
-        engine.close()
-    return results
-
-
-def _table(results, n: int) -> None:
-    table = Table(title=f"Order extraction, {n} held-out examples, greedy", show_edge=False)
-    for column in ("model", "exact match", "field accuracy", "valid JSON"):
-        table.add_column(column, justify="right" if column != "model" else "left")
-    for label, s in results:
-        table.add_row(
-            f"{label}: {s.model}",
-            f"{s.exact:.0%}",
-            f"{s.field_accuracy:.0%}" if s.field_accuracy is not None else "-",
-            f"{s.valid_json:.0%}" if s.valid_json is not None else "-",
-        )
-    out.print(table)
+    data, paths = compare(config, store().settings.root / "comparisons" / job.id)
+    print_comparison(data, paths)
+    out.print(f"Demo wall time: {time.monotonic() - started:.0f} s")
 
 
 def register(app: typer.Typer) -> None:

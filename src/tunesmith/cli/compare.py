@@ -1,0 +1,168 @@
+"""`tunesmith compare`: should you fine-tune? Four strategies measured, and a recommendation."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from tunesmith.cli.console import err, out
+
+
+@contextmanager
+def stage_bars():
+    """One Rich bar per stage (strategy, probes), fed by the comparison's progress callback."""
+    bar = Progress(
+        TextColumn("{task.description:>22}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err,
+    )  # fmt: skip
+    tasks: dict[str, int] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    with bar:
+        yield report
+
+
+def train_now(config) -> str:
+    """--train-now: the same path as `tunesmith train --data TRAIN` with its defaults."""
+    from tunesmith.cli.store import store
+    from tunesmith.cli.train import follow, submit
+    from tunesmith.train.config import SFTConfig
+
+    job = submit(store(), SFTConfig(data=config.train, model=config.model, seed=config.seed))
+    follow(job.id)
+    return store().jobs.get(job.id).fine_tuned_model
+
+
+def print_comparison(data: dict, paths: dict | None = None) -> None:
+    table = Table(title=f"{data['n']} held-out examples, metric {data['metric']}", show_edge=False)
+    for column in (
+        "strategy",
+        "quality [95% CI]",
+        "exact",
+        "prompt tok",
+        "p50 s",
+        "p95 s",
+        f"cost/1k ({data['unit']})",
+    ):
+        table.add_column(column, justify="left" if column == "strategy" else "right")
+    for s in data["strategies"]:
+        m = s["metric"]
+        table.add_row(
+            s["name"],
+            f"{m['mean']:.0%} [{m['ci'][0]:.0%}, {m['ci'][1]:.0%}]",
+            f"{m['exact']['mean']:.0%}",
+            f"{s['prompt_tokens']:.0f}",
+            f"{s['latency_p50']:.2f}",
+            f"{s['latency_p95']:.2f}",
+            f"{s['cost_per_1000']:.4g}",
+        )
+    out.print(table)
+    if data["probes"]:
+        p = data["probes"]
+        out.print(
+            f"General-ability probes: base {p['base']['mean']:.0%}, fine-tuned {p['fine-tuned']['mean']:.0%}"
+        )
+    if data["training"]:
+        t = data["training"]
+        out.print(f"Training, once: {t['seconds']:.0f} s, {t['trained_tokens'] or 0:,} tokens")
+    rec = data["recommendation"]
+    out.print(f"\n[bold]{rec['headline']}[/]")
+    for key, answer in rec["answers"].items():
+        out.print(f"  [bold]{key}:[/] {answer}")
+    for kind, path in (paths or {}).items():
+        out.print(f"  {kind}: {path}")
+
+
+def compare_command(
+    train: Annotated[
+        Path, typer.Option(help="Training examples (demonstrations; data for --train-now).")
+    ],
+    test: Annotated[Path, typer.Option(help="Held-out examples that every strategy answers.")],
+    model: Annotated[
+        str, typer.Option(help="Base model shared by all strategies.")
+    ] = "smollm2-135m-instruct",
+    fine_tuned: Annotated[str | None, typer.Option(help="The ft: model to compare.")] = None,
+    train_now_flag: Annotated[
+        bool, typer.Option("--train-now", help="Fine-tune first, with `tunesmith train` defaults.")
+    ] = False,
+    shots: Annotated[
+        int, typer.Option(min=0, max=32, help="Demonstrations in few-shot and RAG prompts.")
+    ] = 3,
+    metric: Annotated[
+        str, typer.Option(help="auto|exact|json-fields|set-f1|rouge-l|label-accuracy")
+    ] = "auto",
+    prices: Annotated[
+        Path | None,
+        typer.Option(help="YAML of per-token prices (default cost: this machine's seconds)."),
+    ] = None,
+    context_dir: Annotated[
+        Path | None, typer.Option(help="RAG over your own documents instead of training examples.")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder for report.json and report.html.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Only the first N test examples (a quick look).")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Answer length cap (auto from the references).")
+    ] = None,
+    probes: Annotated[
+        bool, typer.Option(help="Score general ability before/after fine-tuning.")
+    ] = True,
+) -> None:
+    """Measure zero-shot, few-shot, retrieval-augmented prompting and the fine-tuned model on the
+    same held-out examples, and say whether fine-tuning is worth it.
+
+    Example: tunesmith compare --train train.jsonl --test test.jsonl --fine-tuned ft:smollm2-135m-instruct:local:orders:AbC12345
+    """
+    from pydantic import ValidationError
+
+    from tunesmith.cli.store import store
+    from tunesmith.errors import TunesmithError
+    from tunesmith.evals.compare import CompareConfig
+
+    try:
+        config = CompareConfig(
+            train=train, test=test, model=model, fine_tuned=fine_tuned, train_now=train_now_flag,
+            shots=shots, metric=metric, prices=prices, context_dir=context_dir, limit=limit,
+            max_tokens=max_tokens, probes=probes,
+        )  # fmt: skip
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise TunesmithError(
+            f"--{first['loc'][0]}: {first['msg']}.", param=str(first["loc"][0])
+        ) from None
+    folder = out_dir or store().settings.root / "comparisons" / time.strftime("%Y%m%d-%H%M%S")
+    data, paths = compare(config, folder)
+    print_comparison(data, paths)
+
+
+def compare(config, folder: Path) -> tuple[dict, dict]:
+    from tunesmith.cli.store import store
+    from tunesmith.evals.compare import run_comparison
+    from tunesmith.evals.report import write_report
+    from tunesmith.infer.engine import Engine
+
+    engine = Engine(max_batch=16)
+    try:
+        with stage_bars() as report:
+            result = run_comparison(config, store(), engine, report, train_now=train_now)
+    finally:
+        engine.close()
+    paths = write_report(result, folder)
+    return result.to_dict(), paths
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compare")(compare_command)

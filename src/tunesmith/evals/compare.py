@@ -1,0 +1,289 @@
+"""`compare`: four strategies on the same held-out examples and base model, measured and decided.
+
+The run, top to bottom: read the data → choose the metric → get the fine-tuned model (given, or
+trained now) → build each strategy's prompts → answer and score each strategy → probe general
+ability before and after → costs, break-even, recommendation → report files.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tunesmith.errors import TunesmithError
+from tunesmith.evals import strategies as st
+from tunesmith.evals.decide import Row, load_prices, recommend
+from tunesmith.evals.measure import Measured, answer_all
+from tunesmith.models.catalog import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from tunesmith.infer.engine import Engine
+    from tunesmith.store import Store
+
+Metric = Literal["auto", "exact", "json-fields", "set-f1", "rouge-l", "label-accuracy"]
+# (stage, done, total): e.g. ("few-shot", 12, 100). The CLI draws bars, the API writes events.
+ProgressFn = Callable[[str, int, int], None]
+
+
+class CompareConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    train: Path = Field(
+        description="Training examples: the demonstrations' pool (and --train-now)."
+    )
+    test: Path = Field(description="Held-out examples every strategy answers.")
+    model: str = Field(default=DEFAULT_MODEL, description="The base model all strategies share.")
+    fine_tuned: str | None = Field(default=None, description="The ft: model to compare.")
+    train_now: bool = Field(
+        default=False, description="Fine-tune now with `tunesmith train` defaults."
+    )
+    shots: int = Field(default=3, ge=0, le=32, description="Demonstrations for few-shot and RAG.")
+    metric: Metric = Field(default="auto", description="Task metric; auto picks from the answers.")
+    prices: Path | None = Field(default=None, description="YAML of per-token prices.")
+    context_dir: Path | None = Field(default=None, description="RAG over these documents instead.")
+    limit: int | None = Field(default=None, ge=1, description="Only the first N test examples.")
+    max_tokens: int | None = Field(
+        default=None, ge=1, description="Answer length cap; auto from answers."
+    )
+    probes: bool = Field(default=True, description="Score general ability before and after.")
+    seed: int = Field(default=0, ge=0)
+
+
+@dataclass
+class StrategyResult:
+    name: str
+    model: str
+    metric: dict
+    prompt_tokens: float
+    completion_tokens: float
+    latency_p50: float
+    latency_p95: float
+    seconds_per_request: float
+    cost_per_1000: float
+    outputs: list[str] = field(repr=False)
+
+
+@dataclass
+class Comparison:
+    config: dict
+    metric: str
+    n: int
+    unit: str
+    strategies: list[StrategyResult]
+    training: dict | None
+    probes: dict | None
+    recommendation: dict
+    samples: dict
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _tokens_cap(tokenizer, references: list[str]) -> int:
+    """Room for the longest reference answer and then some: base models ramble, and a rambling
+    answer is wrong either way."""
+    longest = max(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in references)
+    return min(1024, int(longest * 1.5) + 16)
+
+
+def _fine_tuned(config: CompareConfig, store: Store, train_now) -> tuple[str, dict | None]:
+    """The ft: model to compare, and what training it cost (when it was trained in this store)."""
+    name = config.fine_tuned
+    if config.train_now:
+        if train_now is None:
+            raise TunesmithError("--train-now is not available here.", param="train_now")
+        name = train_now(config)
+    if name is None:
+        raise TunesmithError(
+            "No fine-tuned model to compare.",
+            "Pass --fine-tuned ft:… (see `tunesmith models list`) or --train-now.",
+            param="fine_tuned",
+        )
+    spec = store.models.resolve(name)
+    job_id = spec.extra.get("job_id") if spec.extra else None
+    if not job_id:
+        return name, None
+    job = store.jobs.get(job_id)
+    started = next(
+        (
+            e.created_at
+            for e in store.events.since(job_id)
+            if e.message.startswith("Fine-tuning job started")
+        ),
+        job.created_at,
+    )
+    return name, {
+        "job": job_id,
+        "seconds": float((job.finished_at or started) - started),
+        "trained_tokens": job.trained_tokens,
+    }
+
+
+def run_comparison(
+    config: CompareConfig,
+    store: Store,
+    engine: Engine,
+    progress: ProgressFn | None = None,
+    train_now: Callable[[CompareConfig], str] | None = None,
+) -> Comparison:
+    from tunesmith.data.readers import read
+    from tunesmith.evals.metrics import choose_metric, score_all
+    from tunesmith.infer.sampling import SamplingParams
+
+    report = lambda stage, done, total: progress and progress(stage, done, total)  # noqa: E731
+    train = _conversations(read(config.train).records, config.train)
+    tests = _conversations(read(config.test).records, config.test)[: config.limit]
+    references = [t.answer.content or "" for t in tests]
+    metric = choose_metric(references) if config.metric == "auto" else config.metric
+    base = store.models.resolve(config.model)
+    tuned_name, training = _fine_tuned(config, store, train_now)
+    tuned = store.models.resolve(tuned_name)
+
+    prompts = st.build_prompts(
+        train, tests, config.shots, config.seed, *_retrieval(config, train, report)
+    )
+    params = SamplingParams(
+        max_tokens=config.max_tokens or _tokens_cap(engine.tokenizer(base), references),
+        temperature=0,
+    )
+    measured: dict[str, Measured] = {}
+    for name in st.STRATEGIES:
+        spec = tuned if name == st.TUNED else base
+        report(name, 0, len(tests))
+        measured[name] = answer_all(
+            engine, spec, prompts.by_strategy[name], params,
+            on_done=lambda done, total, n=name: report(n, done, total),
+        )  # fmt: skip
+    scores = {n: score_all(metric, m.outputs, references) for n, m in measured.items()}
+    probes = _probe(engine, base, tuned, report) if config.probes else None
+
+    prices = load_prices(config.prices) if config.prices else None
+    unit = prices.currency if prices else "machine-seconds"
+    results, rows = [], []
+    for name, m in measured.items():
+        per_request = _per_request(m, prices, tuned=name == st.TUNED)
+        s = scores[name]
+        results.append(
+            StrategyResult(
+                name=name,
+                model=tuned.name if name == st.TUNED else base.name,
+                metric=s.to_dict(),
+                prompt_tokens=sum(m.prompt_tokens) / len(tests),
+                completion_tokens=sum(m.completion_tokens) / len(tests),
+                latency_p50=m.latency(0.5),
+                latency_p95=m.latency(0.95),
+                seconds_per_request=m.seconds_per_request,
+                cost_per_1000=per_request * 1000,
+                outputs=m.outputs,
+            )
+        )
+        rows.append(
+            Row(name, s.mean, s.ci[0], s.ci[1], sum(m.prompt_tokens) / len(tests), per_request)
+        )
+    training_cost = _training_cost(training, prices)
+    if training is not None:
+        training["cost"] = training_cost
+    forgetting = probes["base"]["mean"] - probes["fine-tuned"]["mean"] if probes else None
+    decision = recommend(rows, training_cost, unit, forgetting)
+    return Comparison(
+        config=config.model_dump(mode="json"),
+        metric=metric,
+        n=len(tests),
+        unit=unit,
+        strategies=results,
+        training=training,
+        probes=probes,
+        recommendation=decision.to_dict(),
+        samples=_samples(tests, measured, scores, prompts),
+    )
+
+
+def _conversations(records: list, path: Path) -> list:
+    from tunesmith.data.records import Conversation
+
+    convs = [r for r in records if isinstance(r, Conversation)]
+    if not convs:
+        raise TunesmithError(f"{path} holds no chat examples to compare on.", param="test")
+    return convs
+
+
+def _retrieval(config: CompareConfig, train: list, report) -> tuple:
+    """The index RAG searches: training examples' inputs, or the user's own documents."""
+    if not config.shots:
+        return None, None
+    from tunesmith.evals.retrieval import Index, passages_from_dir
+
+    report("embedding", 0, 1)
+    if config.context_dir is not None:
+        passages = passages_from_dir(config.context_dir)
+        if not passages:
+            raise TunesmithError(
+                f"No readable text documents in {config.context_dir}.", param="context_dir"
+            )
+        index = Index([p.text for p in passages])
+    else:
+        passages, index = None, Index([st.query_text(t) for t in train])
+    report("embedding", 1, 1)
+    return index, passages
+
+
+def _per_request(m: Measured, prices, tuned: bool) -> float:
+    if prices is None:
+        return m.seconds_per_request
+    n = len(m.outputs)
+    return prices.request(tuned, sum(m.prompt_tokens) / n, sum(m.completion_tokens) / n)
+
+
+def _training_cost(training: dict | None, prices) -> float | None:
+    if training is None:
+        return None
+    if prices is None:
+        return training["seconds"]
+    return (training["trained_tokens"] or 0) * prices.training / 1e6
+
+
+def _probe(engine: Engine, base, tuned, report) -> dict:
+    """General ability before and after: the bundled probe set, base vs fine-tuned."""
+    from tunesmith.evals.metrics import bootstrap_ci
+    from tunesmith.evals.probes import load_probes, probe_score
+    from tunesmith.infer.sampling import SamplingParams
+
+    probes = load_probes()
+    params = SamplingParams(max_tokens=48, temperature=0)
+    out = {}
+    for label, spec in (("base", base), ("fine-tuned", tuned)):
+        stage = f"probes ({label})"
+        report(stage, 0, len(probes))
+        m = answer_all(
+            engine, spec, [p.messages for p in probes], params,
+            on_done=lambda done, total, s=stage: report(s, done, total),
+        )  # fmt: skip
+        scores = [probe_score(o, p) for o, p in zip(m.outputs, probes, strict=True)]
+        low, high = bootstrap_ci(scores)
+        out[label] = {"mean": sum(scores) / len(scores), "ci": [low, high], "outputs": m.outputs}
+    return out
+
+
+def _samples(tests, measured, scores, prompts, n: int = 3) -> dict:
+    """Side-by-side answers: where fine-tuning gained most over zero-shot, and where it lost."""
+    gain = [(scores[st.TUNED].scores[i] - scores[st.ZERO].scores[i], i) for i in range(len(tests))]
+    order = sorted(gain, key=lambda g: (-g[0], g[1]))
+    pick = {"best": [i for _, i in order[:n]], "worst": [i for _, i in order[::-1][:n]]}
+    return {
+        kind: [
+            {
+                "input": st.query_text(tests[i]),
+                "reference": tests[i].answer.content,
+                "answers": {name: measured[name].outputs[i] for name in st.STRATEGIES},
+                "scores": {name: scores[name].scores[i] for name in st.STRATEGIES},
+            }
+            for i in idx
+        ]
+        for kind, idx in pick.items()
+    }

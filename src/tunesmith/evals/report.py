@@ -1,0 +1,182 @@
+"""The comparison's report: report.json, and a self-contained report.html with its plots inline."""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+from pathlib import Path
+
+from tunesmith.evals.compare import Comparison
+
+COLORS = {"zero-shot": "#94a3b8", "few-shot": "#60a5fa", "rag": "#a78bfa", "fine-tuned": "#f97316"}
+
+
+def write_report(comparison: Comparison, folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    data = comparison.to_dict()
+    paths = {"json": folder / "report.json", "html": folder / "report.html"}
+    paths["json"].write_text(json.dumps(data, indent=2))
+    paths["html"].write_text(render_html(data))
+    return paths
+
+
+def _svg(fig) -> str:
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]  # drop the XML prolog: the SVG sits inside HTML
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["svg.fonttype"] = "none"  # text stays text: small, selectable
+    return plt.subplots(figsize=(5.2, 3.4))
+
+
+def _quality_vs_tokens(data: dict) -> str:
+    fig, ax = _figure()
+    for s in data["strategies"]:
+        m = s["metric"]
+        low, high = m["ci"]
+        ax.errorbar(
+            s["prompt_tokens"], m["mean"], yerr=[[m["mean"] - low], [high - m["mean"]]],
+            fmt="o", color=COLORS[s["name"]], capsize=4, markersize=9, label=s["name"],
+        )  # fmt: skip
+    ax.set(xlabel="prompt tokens per request", ylabel=data["metric"], ylim=(-0.02, 1.02))
+    ax.set_title("Quality against prompt tokens")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _svg(fig)
+
+
+def _quality_bars(data: dict) -> str:
+    fig, ax = _figure()
+    names = [s["name"] for s in data["strategies"]]
+    means = [s["metric"]["mean"] for s in data["strategies"]]
+    errors = [
+        [m - s["metric"]["ci"][0] for m, s in zip(means, data["strategies"], strict=True)],
+        [s["metric"]["ci"][1] - m for m, s in zip(means, data["strategies"], strict=True)],
+    ]
+    ax.bar(names, means, yerr=errors, capsize=5, color=[COLORS[n] for n in names])
+    exact = [s["metric"]["exact"]["mean"] for s in data["strategies"]]
+    ax.plot(names, exact, "k_", markersize=22, label="exact match")
+    ax.set(ylabel=data["metric"], ylim=(0, 1.05), title="Quality per strategy (95% interval)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _svg(fig)
+
+
+def _latency(data: dict) -> str:
+    fig, ax = _figure()
+    names = [s["name"] for s in data["strategies"]]
+    x = range(len(names))
+    ax.bar(
+        [i - 0.2 for i in x],
+        [s["latency_p50"] for s in data["strategies"]],
+        0.4,
+        label="p50",
+        color="#60a5fa",
+    )
+    ax.bar(
+        [i + 0.2 for i in x],
+        [s["latency_p95"] for s in data["strategies"]],
+        0.4,
+        label="p95",
+        color="#f97316",
+    )
+    ax.set_xticks(list(x), names)
+    ax.set(ylabel="seconds per request", title="Latency on this machine (8 in flight)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _svg(fig)
+
+
+def _table(data: dict) -> str:
+    unit = data["unit"]
+    head = (
+        "<tr><th>strategy</th><th>model</th><th>quality</th><th>95% interval</th><th>exact</th>"
+        f"<th>prompt tokens</th><th>completion tokens</th><th>p50 s</th><th>p95 s</th><th>cost / 1,000 ({html.escape(unit)})</th></tr>"
+    )
+    rows = []
+    for s in data["strategies"]:
+        m = s["metric"]
+        rows.append(
+            f"<tr><td>{s['name']}</td><td>{html.escape(s['model'])}</td><td>{m['mean']:.1%}</td>"
+            f"<td>{m['ci'][0]:.1%} – {m['ci'][1]:.1%}</td><td>{m['exact']['mean']:.1%}</td>"
+            f"<td>{s['prompt_tokens']:.0f}</td><td>{s['completion_tokens']:.0f}</td>"
+            f"<td>{s['latency_p50']:.2f}</td><td>{s['latency_p95']:.2f}</td><td>{s['cost_per_1000']:.4g}</td></tr>"
+        )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _samples(data: dict) -> str:
+    parts = []
+    for kind, title in (
+        ("best", "Where fine-tuning helped most"),
+        ("worst", "Where it helped least"),
+    ):
+        parts.append(f"<h3>{title}</h3>")
+        for sample in data["samples"][kind]:
+            cells = "".join(
+                f"<td><pre>{html.escape(answer)}</pre><span class=score>score {sample['scores'][name]:.2f}</span></td>"
+                for name, answer in sample["answers"].items()
+            )
+            heads = "".join(f"<th>{name}</th>" for name in sample["answers"])
+            parts.append(
+                f"<p class=input><b>Input:</b> {html.escape(sample['input'])}<br><b>Reference:</b> "
+                f"<code>{html.escape(sample['reference'] or '')}</code></p><table class=samples><tr>{heads}</tr><tr>{cells}</tr></table>"
+            )
+    return "".join(parts)
+
+
+def _extras(data: dict) -> str:
+    items = []
+    if data["training"]:
+        t = data["training"]
+        items.append(
+            f"<li>Training, once: {t['seconds']:.0f} s on this machine, {t['trained_tokens'] or 0:,} tokens trained"
+            + (
+                f", cost {t['cost']:.4g} {html.escape(data['unit'])}"
+                if t.get("cost") is not None
+                else ""
+            )
+            + "</li>"
+        )
+    if data["probes"]:
+        p = data["probes"]
+        items.append(
+            f"<li>General-ability probes ({len(p['base']['outputs'])} prompts): base {p['base']['mean']:.0%}, "
+            f"fine-tuned {p['fine-tuned']['mean']:.0%}</li>"
+        )
+    return f"<ul>{''.join(items)}</ul>"
+
+
+STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#0f172a}
+h1{font-size:1.5em}.verdict{font-size:1.25em;padding:.8em 1em;border-radius:8px;background:#fff7ed;border:1px solid #fdba74}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #cbd5e1;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f1f5f9}.plots{display:flex;flex-wrap:wrap;gap:12px}.plots>div{flex:1 1 330px}svg{max-width:100%;height:auto}
+pre{white-space:pre-wrap;margin:0;font-size:12px;max-width:240px}.score{font-size:11px;color:#64748b}.input{margin-top:1em}"""
+
+
+def render_html(data: dict) -> str:
+    rec = data["recommendation"]
+    answers = "".join(
+        f"<li><b>{k.capitalize()}.</b> {html.escape(v)}</li>" for k, v in rec["answers"].items()
+    )
+    return f"""<!doctype html><html lang=en><head><meta charset=utf-8><title>tunesmith compare</title>
+<style>{STYLE}</style></head><body>
+<h1>Should you fine-tune? {data["n"]} held-out examples, metric {html.escape(data["metric"])}</h1>
+<p class=verdict>{html.escape(rec["headline"])}</p><ul>{answers}</ul>
+{_table(data)}{_extras(data)}
+<div class=plots><div>{_quality_vs_tokens(data)}</div><div>{_quality_bars(data)}</div><div>{_latency(data)}</div></div>
+<h2>Side by side</h2>{_samples(data)}
+<p style="color:#64748b;font-size:12px">Made by tunesmith. Rules behind the verdict: see the README, "Should I fine-tune?".</p>
+</body></html>"""
