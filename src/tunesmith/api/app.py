@@ -48,10 +48,10 @@ def create_app(
     app.state.settings = settings
     register_error_handlers(app)
 
-    from tunesmith.api.routes import chat, completions, files, fine_tuning, models
+    from tunesmith.api.routes import chat, comparisons, completions, files, fine_tuning, models
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
-    for module in (files, fine_tuning, models, chat, completions):
+    for module in (files, fine_tuning, models, chat, completions, comparisons):
         v1.include_router(module.router)
     app.include_router(v1)
     return app

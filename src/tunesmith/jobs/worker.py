@@ -68,6 +68,12 @@ def worker_main(settings: dict) -> None:
     while not stop.is_set():
         job = store.jobs.claim_next(os.getpid())
         if job is None:
+            comparison = store.comparisons.claim_next(os.getpid())
+            if comparison is not None:
+                from tunesmith.jobs.comparisons import run_queued_comparison
+
+                run_queued_comparison(store, comparison)
+                continue
             stop.wait(POLL_SECONDS)
             continue
         resume = store.checkpoints.latest(job.id) is not None
@@ -198,6 +204,14 @@ class Supervisor:
             self.store.jobs.transition(job.id, "queued", allowed_from={"running"})
         for job in self.store.jobs.with_status("validating_files"):
             self.validate_soon(job.id)
+        for row in self.store.comparisons.with_status("running"):
+            if not pid_alive(row.worker_pid):  # comparisons have no checkpoints: run again
+                self.store.comparisons.event(
+                    row.id, "The process running this comparison stopped; it runs again"
+                )
+                self.store.execute(
+                    "UPDATE comparisons SET status = 'queued' WHERE id = ?", [row.id]
+                )
 
     def stop(self) -> None:
         """Ask workers to stop at a step boundary (their jobs go back to the queue), then wait."""

@@ -42,6 +42,7 @@ class Store:
 
     def __init__(self, path: Path, settings: Settings | None = None) -> None:
         from tunesmith.store.checkpoints import Checkpoints
+        from tunesmith.store.comparisons import Comparisons
         from tunesmith.store.events import Events
         from tunesmith.store.files import Files
         from tunesmith.store.jobs import Jobs
@@ -64,6 +65,7 @@ class Store:
         self.events = Events(self)
         self.checkpoints = Checkpoints(self)
         self.models = Registry(self)
+        self.comparisons = Comparisons(self)
 
     def _wal(self) -> None:
         """Switch to WAL once per database file. Switching does not wait on busy_timeout when

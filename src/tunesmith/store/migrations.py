@@ -79,6 +79,31 @@ MIGRATIONS: list[str] = [
         owned_by TEXT NOT NULL
     );
     """,
+    # 2: comparisons (`tunesmith compare` run as a job) and their events.
+    """
+    CREATE TABLE comparisons (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT UNIQUE NOT NULL,
+        created_at INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        config TEXT NOT NULL,
+        result TEXT,
+        error TEXT,
+        finished_at INTEGER,
+        out_dir TEXT NOT NULL,
+        worker_pid INTEGER
+    );
+    CREATE TABLE comparison_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT UNIQUE NOT NULL,
+        comparison_id TEXT NOT NULL REFERENCES comparisons(id),
+        created_at INTEGER NOT NULL,
+        level TEXT NOT NULL,
+        message TEXT NOT NULL,
+        data TEXT
+    );
+    CREATE INDEX comparison_events_by_id ON comparison_events(comparison_id, seq);
+    """,
 ]
 
 

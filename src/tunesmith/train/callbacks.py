@@ -27,18 +27,23 @@ class RunCallback(TrainerCallback):
         self.trainer: TunesmithSFTTrainer | None = None
         self.pending: dict | None = None
         self.started = time.monotonic()
-        self.first_step: int | None = None
+        self.first_step = 0
+        self.step_started = time.monotonic()
         self.tokens = 0
         self.stop_reason: str | None = None
         self.best_valid: float | None = None
         self.bad_evals = 0
 
     # --- steps -----------------------------------------------------------------------------------
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.first_step, self.started = state.global_step, time.monotonic()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.step_started = time.monotonic()
+
     def on_step_end(self, args, state, control, **kwargs):
         self.flush()
         stats = self.trainer.take_train_stats()
-        if self.first_step is None:
-            self.first_step, self.started = state.global_step - 1, time.monotonic()
         self.tokens += stats.seen_tokens
         elapsed = time.monotonic() - self.started
         self.pending = {
@@ -48,6 +53,10 @@ class RunCallback(TrainerCallback):
             "train_mean_token_accuracy": stats.accuracy,
             "epoch": round(state.epoch or 0.0, 4),
             "tokens_per_second": self.tokens / max(elapsed, 1e-9),
+            # this step alone: wall time, tokens through the model, tokens scored
+            "step_seconds": time.monotonic() - self.step_started,
+            "tokens": stats.seen_tokens,
+            "scored_tokens": stats.tokens,
         }
         if state.global_step >= state.max_steps and self.run.full_eval_dataset is not None:
             self.trainer.eval_dataset = self.run.full_eval_dataset

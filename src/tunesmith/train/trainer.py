@@ -80,7 +80,8 @@ class TunesmithSFTTrainer(SFTTrainer):
         stats.loss_sum += loss_sum.item()
         stats.tokens += int(n_tokens)
         stats.correct += int(correct)
-        stats.seen_tokens += int(inputs["input_ids"].numel())
+        mask = inputs.get("attention_mask")  # padding is not a token the model learns from
+        stats.seen_tokens += int(mask.sum() if mask is not None else inputs["input_ids"].numel())
         loss = loss_sum / denominator
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes

@@ -1,0 +1,80 @@
+"""/v1/comparisons: should you fine-tune? Four strategies measured, as a job with events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse
+
+from tunesmith.api.deps import StoreDep
+from tunesmith.api.protocol.common import page
+from tunesmith.api.protocol.comparisons import ComparisonCreate
+from tunesmith.errors import NotFoundError, TunesmithError
+
+router = APIRouter(tags=["comparisons"])
+
+
+@router.post("/comparisons")
+def create_comparison(body: ComparisonCreate, store: StoreDep) -> dict:
+    """Queue a comparison; a worker runs it. Poll it, or read its events."""
+    if not body.train_now and body.fine_tuned_model is None:
+        raise TunesmithError("Give fine_tuned_model, or train_now: true.", param="fine_tuned_model")
+    store.models.resolve(body.model)
+    if body.fine_tuned_model:
+        store.models.resolve(body.fine_tuned_model)
+    config = {
+        "train": store.files.get(body.training_file).path,
+        "test": store.files.get(body.test_file).path,
+        "model": body.model,
+        "fine_tuned": body.fine_tuned_model,
+        "train_now": body.train_now,
+        "shots": body.shots,
+        "metric": body.metric,
+        "limit": body.limit,
+        "max_tokens": body.max_tokens,
+        "probes": body.probes,
+        "seed": body.seed,
+    }
+    from tunesmith.evals.compare import CompareConfig
+
+    CompareConfig.model_validate(config)
+    return store.comparisons.create(config).to_api()
+
+
+@router.get("/comparisons")
+def list_comparisons(
+    store: StoreDep,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict:
+    result = store.comparisons.list(after=after, limit=limit)
+    return page([c.to_api() for c in result.data], result.has_more)
+
+
+@router.get("/comparisons/{comparison_id}")
+def get_comparison(comparison_id: str, store: StoreDep) -> dict:
+    return store.comparisons.get(comparison_id).to_api()
+
+
+@router.get("/comparisons/{comparison_id}/events")
+def comparison_events(
+    comparison_id: str,
+    store: StoreDep,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+) -> dict:
+    store.comparisons.get(comparison_id)
+    result = store.comparisons.events(comparison_id, after=after, limit=limit)
+    return page(result.data, result.has_more)
+
+
+@router.get("/comparisons/{comparison_id}/report", response_class=HTMLResponse)
+def comparison_report(comparison_id: str, store: StoreDep) -> HTMLResponse:
+    """The self-contained HTML report, once the comparison has succeeded."""
+    row = store.comparisons.get(comparison_id)
+    path = Path(row.out_dir) / "report.html"
+    if row.status != "succeeded" or not path.exists():
+        raise NotFoundError(f"Comparison {comparison_id} has no report yet (it is {row.status}).")
+    return HTMLResponse(path.read_text())
