@@ -60,7 +60,7 @@ def print_comparison(data: dict, paths: dict | None = None) -> None:
         table.add_row(
             s["name"],
             f"{m['mean']:.0%} [{m['ci'][0]:.0%}, {m['ci'][1]:.0%}]",
-            f"{m['exact']['mean']:.0%}",
+            f"{m['exact_mean']:.0%}",
             f"{s['prompt_tokens']:.0f}",
             f"{s['latency_p50']:.2f}",
             f"{s['latency_p95']:.2f}",

@@ -95,6 +95,7 @@ def follow(job_id: str, resume: bool = False) -> None:
     from tunesmith.cli.progress import stop_on_signals, training_bar
     from tunesmith.cli.store import store
     from tunesmith.jobs.control import stop_reason
+    from tunesmith.models import threads
     from tunesmith.train.run import run
 
     allowed = {"queued"} if not resume else {"cancelled", "paused", "failed", "queued"}
@@ -103,15 +104,38 @@ def follow(job_id: str, resume: bool = False) -> None:
     )
     out.print(f"Job [bold]{job.id}[/] running; run folder {job.run_dir}")
     with stop_on_signals() as stop, training_bar(job.id) as report:
-        job = run(
-            job.id,
-            store(),
-            progress=report,
-            # Ctrl-C here, or a cancel/pause through the API (read from the store each step).
-            stop_requested=lambda: "cancel" if stop.is_set() else stop_reason(store(), job_id),
-            resume=resume,
-        )
+        # Training runs on the torch thread; this thread keeps the signals and the bar.
+        try:
+            job = threads.call(
+                lambda: run(
+                    job_id,
+                    store(),
+                    progress=report,
+                    # Ctrl-C here, or a cancel/pause through the API (read each step).
+                    stop_requested=lambda: (
+                        "cancel" if stop.is_set() else stop_reason(store(), job_id)
+                    ),
+                    resume=resume,
+                )
+            )
+        except KeyboardInterrupt:  # a second Ctrl-C: leave no job `running` behind
+            _abandon(job_id)
+            raise
     _summary(job)
+
+
+def _abandon(job_id: str) -> None:
+    from tunesmith.cli.store import store
+    from tunesmith.train import events as ev
+
+    reason = "interrupted by a second Ctrl-C before a checkpoint was saved"
+    store().events.add(job_id, ev.FAILED.format(reason=reason), level="error")
+    store().jobs.transition(
+        job_id,
+        "failed",
+        allowed_from={"running"},
+        error={"code": "interrupted", "message": reason, "param": None},
+    )
 
 
 def _summary(job) -> None:

@@ -66,7 +66,7 @@ def _quality_bars(data: dict) -> str:
         [s["metric"]["ci"][1] - m for m, s in zip(means, data["strategies"], strict=True)],
     ]
     ax.bar(names, means, yerr=errors, capsize=5, color=[COLORS[n] for n in names])
-    exact = [s["metric"]["exact"]["mean"] for s in data["strategies"]]
+    exact = [s["metric"]["exact_mean"] for s in data["strategies"]]
     ax.plot(names, exact, "k_", markersize=22, label="exact match")
     ax.set(ylabel=data["metric"], ylim=(0, 1.05), title="Quality per strategy (95% interval)")
     ax.legend(fontsize=8)
@@ -110,7 +110,7 @@ def _table(data: dict) -> str:
         m = s["metric"]
         rows.append(
             f"<tr><td>{s['name']}</td><td>{html.escape(s['model'])}</td><td>{m['mean']:.1%}</td>"
-            f"<td>{m['ci'][0]:.1%} – {m['ci'][1]:.1%}</td><td>{m['exact']['mean']:.1%}</td>"
+            f"<td>{m['ci'][0]:.1%} – {m['ci'][1]:.1%}</td><td>{m['exact_mean']:.1%}</td>"
             f"<td>{s['prompt_tokens']:.0f}</td><td>{s['completion_tokens']:.0f}</td>"
             f"<td>{s['latency_p50']:.2f}</td><td>{s['latency_p95']:.2f}</td><td>{s['cost_per_1000']:.4g}</td></tr>"
         )

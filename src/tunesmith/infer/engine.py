@@ -1,5 +1,5 @@
-"""The engine: loads each base model once, attaches adapters by name, and runs a scheduler thread
-that batches every request of the same base model continuously."""
+"""The engine: loads each base model once, attaches adapters by name, and runs a scheduler that
+batches every request of the same base model continuously, on the process's torch thread."""
 
 from __future__ import annotations
 
@@ -8,17 +8,25 @@ import hashlib
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+import torch
 
 from tunesmith.data.records import Message
 from tunesmith.data.render import encode_prompt
+from tunesmith.errors import TunesmithError
 from tunesmith.infer.lane import Lane
 from tunesmith.infer.sampling import SamplingParams
 from tunesmith.infer.sequence import Completion, Delta, Sequence
+from tunesmith.models import threads
 from tunesmith.models.catalog import ModelSpec
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -34,43 +42,63 @@ class Loaded:
 
 
 class Engine:
-    """Thread-safe front: `submit` from any thread, one scheduler thread runs the models."""
+    """Thread-safe front: `submit` from any thread. Loading and decoding run on the torch thread
+    (models/threads.py): the scheduler loop is queued there whenever there is work."""
 
-    def __init__(self, max_batch: int = 16, device: str | None = None) -> None:
+    IDLE_SECONDS = 0.2  # an idle loop gives the torch thread back to other work this soon
+
+    def __init__(
+        self, max_batch: int = 16, device: str | None = None, merge_adapters: bool = False
+    ) -> None:
+        """`merge_adapters`: serve each adapter from its own copy of the weights with the adapter
+        merged in (the speed of a plain model, one extra copy of the weights per adapter) instead
+        of attaching adapters to one shared base (multi-LoRA: any mix of adapters in one batch,
+        ~1.5x slower decoding on a CPU, where PEFT's per-layer overhead dominates)."""
         self.max_batch = max_batch
         self.device = device
+        self.merge_adapters = merge_adapters
         self._bases: dict[str, Loaded] = {}
-        self._load_lock = threading.Lock()
-        self._model_lock = threading.Lock()  # held while a model runs or an adapter is attached
         self._waiting: queue.Queue[tuple[Loaded, Sequence]] = queue.Queue()
+        self._tasks: queue.Queue[tuple[Callable, Future]] = queue.Queue()
         self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._state = threading.Lock()  # guards _running
+        self._running = False
         self._closed = False
         atexit.register(self.close)
 
     # --- models ----------------------------------------------------------------------------------
     def load(self, spec: ModelSpec) -> tuple[Loaded, str | None]:
-        """The loaded base for `spec` and the adapter name to use (None for the base itself)."""
+        """The loaded model for `spec` and the adapter name to use (None: no adapter switch)."""
+        return self._on_torch_thread(lambda: self._load_now(spec))
+
+    def _load_now(self, spec: ModelSpec) -> tuple[Loaded, str | None]:
         from tunesmith.models.loading import weights_folder
 
-        with self._load_lock:
-            key = weights_folder(spec)
-            loaded = self._bases.get(key) or self._load_base(spec, key)
-            if spec.adapter is None:
-                return loaded, None
-            folder = str(spec.adapter)
-            if folder not in loaded.adapters:
-                with self._model_lock:
-                    self._attach(loaded, folder)
-            return loaded, loaded.adapters[folder]
+        key = weights_folder(spec)
+        if spec.adapter is not None and self.merge_adapters:
+            key = f"{key}+{spec.adapter}"
+            return self._bases.get(key) or self._load_base(spec, key, merge=True), None
+        loaded = self._bases.get(key) or self._load_base(spec, key)
+        if spec.adapter is None:
+            return loaded, None
+        folder = str(spec.adapter)
+        if folder not in loaded.adapters:
+            self._attach(loaded, folder)
+        return loaded, loaded.adapters[folder]
 
-    def _load_base(self, spec: ModelSpec, key: str) -> Loaded:
+    def _load_base(self, spec: ModelSpec, key: str, merge: bool = False) -> Loaded:
         from tunesmith.models.hardware import inference_dtype, pick_device
         from tunesmith.models.loading import load_model, load_tokenizer
 
         device = self.device or pick_device("auto")
-        base_spec = ModelSpec(name=spec.base, kind=spec.kind, base=spec.base, weights=spec.weights)
-        model = load_model(base_spec, dtype=inference_dtype(device), device=device)
+        if merge:  # merged in fp32, then cast: no bf16 rounding of the adapter's update
+            model = load_model(spec, dtype=torch.float32, device=device).merge_and_unload()
+            model = model.to(inference_dtype(device)).eval()
+        else:
+            base_spec = ModelSpec(
+                name=spec.base, kind=spec.kind, base=spec.base, weights=spec.weights
+            )
+            model = load_model(base_spec, dtype=inference_dtype(device), device=device)
         tokenizer = load_tokenizer(spec)
         stop_ids = {tokenizer.eos_token_id}
         eos = getattr(model.generation_config, "eos_token_id", None)
@@ -108,9 +136,8 @@ class Engine:
     def submit(self, spec: ModelSpec, prompt_ids: list[int], params: SamplingParams) -> Sequence:
         loaded, adapter = self.load(spec)
         seq = Sequence(prompt_ids, params, adapter, loaded.tokenizer, loaded.stop_ids)
-        self._ensure_thread()
         self._waiting.put((loaded, seq))
-        self._wake.set()
+        self._kick()
         return seq
 
     def stream(self, seq: Sequence) -> Iterator[Delta]:
@@ -137,38 +164,62 @@ class Engine:
         prompt = encode_prompt(self.tokenizer(spec), messages, tools)
         return self.wait(self.submit(spec, prompt, params))
 
-    def chat_many(
-        self, spec: ModelSpec, conversations: list[list[Message]], params: SamplingParams
-    ) -> list[Completion]:
-        """Many prompts at once (evaluation): all are queued, the scheduler batches them."""
-        tokenizer = self.tokenizer(spec)
-        seqs = [self.submit(spec, encode_prompt(tokenizer, m), params) for m in conversations]
-        return [self.wait(s) for s in seqs]
-
     # --- the scheduler ---------------------------------------------------------------------------
-    def _ensure_thread(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._loop, name="tunesmith-engine", daemon=True)
-            self._thread.start()
+    def _on_torch_thread(self, fn: Callable[[], T]) -> T:
+        """Run `fn` between scheduler steps (it may change models the loop is using)."""
+        if threads.is_torch_thread():
+            return fn()
+        future: Future = Future()
+        self._tasks.put((fn, future))
+        self._kick()
+        return future.result()
+
+    def _kick(self) -> None:
+        """Make sure the scheduler loop is queued on the torch thread."""
+        self._wake.set()
+        with self._state:
+            if self._running or self._closed:
+                return
+            self._running = True
+        threads.submit(self._loop)
 
     def _loop(self) -> None:
-        while not self._closed:
+        while True:
+            if self._closed:
+                self._shut_down()
+                return
+            self._run_tasks()
             self._admit()
             busy = [b for b in self._bases.values() if b.lane and len(b.lane)]
-            if not busy:
-                self._wake.wait(timeout=1.0)
-                self._wake.clear()
+            for loaded in busy:  # one step per model in turn: models share the chip fairly
+                try:
+                    loaded.lane.step()
+                except Exception as exc:  # a failing step fails its requests, not the engine
+                    log.exception("decode step failed")
+                    loaded.lane.fail_all(exc)
+            if busy:
                 continue
-            for loaded in busy:  # one step per base in turn: bases share the chip fairly
-                with self._model_lock:
-                    try:
-                        loaded.lane.step()
-                    except Exception as exc:  # a failing step fails its requests, not the engine
-                        log.exception("decode step failed")
-                        loaded.lane.fail_all(exc)
+            self._wake.clear()
+            if self._wake.wait(timeout=self.IDLE_SECONDS) and not self._closed:
+                continue
+            with self._state:  # idle: give the torch thread back, unless work just arrived
+                if (self._tasks.empty() and self._waiting.empty()) or self._closed:
+                    self._running = False
+                    return
+
+    def _run_tasks(self) -> None:
+        while True:
+            try:
+                fn, future = self._tasks.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
 
     def _admit(self) -> None:
-        """Move waiting requests into their base's running batch, up to max_batch rows."""
+        """Move waiting requests into their model's running batch, up to max_batch rows."""
         newcomers: dict[int, tuple[Loaded, list[Sequence]]] = {}
         held: list[tuple[Loaded, Sequence]] = []
         while True:
@@ -187,18 +238,28 @@ class Engine:
         for loaded, group in newcomers.values():
             if not group:
                 continue
-            with self._model_lock:
-                try:
-                    loaded.lane.admit(group)
-                    loaded.lane.drop_finished()
-                except Exception as exc:
-                    log.exception("prefill failed")
-                    for seq in group:
-                        seq.fail(exc)
+            try:
+                loaded.lane.admit(group)
+                loaded.lane.drop_finished()
+            except Exception as exc:
+                log.exception("prefill failed")
+                for seq in group:
+                    seq.fail(exc)
 
-    def close(self) -> None:
-        """Stop the scheduler thread; a daemon thread killed inside torch at exit aborts."""
+    def _shut_down(self) -> None:
+        closed = TunesmithError("The engine was closed before this request finished.")
+        for loaded in self._bases.values():
+            if loaded.lane is not None and len(loaded.lane):
+                loaded.lane.fail_all(closed)
+        with self._state:
+            self._running = False
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the scheduler loop and wait for it: a thread killed inside torch at exit aborts."""
         self._closed = True
         self._wake.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=30)
+        if threads.is_torch_thread():
+            return
+        deadline = time.monotonic() + timeout
+        while self._running and time.monotonic() < deadline:
+            time.sleep(0.01)

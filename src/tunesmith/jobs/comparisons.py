@@ -22,6 +22,7 @@ def _train_now(store: Store):
 
     def train(config) -> str:
         from tunesmith.jobs.service import create_job, validate_files
+        from tunesmith.models import threads
         from tunesmith.train.config import SFTConfig
         from tunesmith.train.run import run
 
@@ -35,7 +36,7 @@ def _train_now(store: Store):
                 f"Training data refused: {job.error['message']}", param="train_file"
             )
         store.jobs.transition(job.id, "running", allowed_from={"queued"}, worker_pid=os.getpid())
-        return run(job.id, store).fine_tuned_model
+        return threads.call(lambda: run(job.id, store)).fine_tuned_model
 
     return train
 
