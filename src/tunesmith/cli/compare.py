@@ -154,7 +154,8 @@ def compare(config, folder: Path) -> tuple[dict, dict]:
     from tunesmith.evals.report import write_report
     from tunesmith.infer.engine import Engine
 
-    engine = Engine(max_batch=16)
+    # The fine-tuned model is served merged, as it would be deployed (see Engine).
+    engine = Engine(max_batch=16, merge_adapters=True)
     try:
         with stage_bars() as report:
             result = run_comparison(config, store(), engine, report, train_now=train_now)

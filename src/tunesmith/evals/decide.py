@@ -86,7 +86,8 @@ def break_even(training_cost: float | None, prompting: float, tuned: float) -> i
     """Requests after which training plus tuned calls cost less than prompting calls."""
     if training_cost is None or tuned >= prompting:
         return None
-    return max(1, math.ceil(training_cost / (prompting - tuned)))
+    # round first: 100 / (0.7 - 0.2) is 200.00000000000003 in floating point
+    return max(1, math.ceil(round(training_cost / (prompting - tuned), 6)))
 
 
 @dataclass

@@ -59,7 +59,8 @@ def run_queued_comparison(store: Store, row: ComparisonRow) -> None:
                 data={"stage": stage, "done": done, "total": total},
             )
 
-    engine = Engine(max_batch=16)
+    # The fine-tuned model is served merged, as it would be deployed (see Engine).
+    engine = Engine(max_batch=16, merge_adapters=True)
     try:
         config = CompareConfig.model_validate(row.config)
         cmp.event(row.id, "Comparison started")

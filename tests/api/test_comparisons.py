@@ -1,0 +1,79 @@
+"""Comparisons through the API: queued, run by a worker with progress events, report served."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import torch
+
+from tunesmith.models.catalog import ModelSpec
+from tunesmith.store import open_store
+
+
+def test_a_comparison_runs_as_a_job(serve, client, tiny_model_dir, orders, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(4)
+    peft = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False),
+    )
+    peft.save_pretrained(tmp_path / "adapter")
+    name = "ft:tiny:local:api:cmp"
+    spec = ModelSpec(
+        name, "fine-tuned", str(tiny_model_dir), str(tiny_model_dir), adapter=tmp_path / "adapter"
+    )
+    open_store().models.register(spec, None)
+
+    url = serve(workers=1)
+    sdk = client(url)
+    test = tmp_path / "test.jsonl"
+    test.write_text("".join((orders / "test.jsonl").read_text().splitlines(keepends=True)[:4]))
+    train_file = sdk.files.create(file=open(orders / "train.jsonl", "rb"), purpose="fine-tune")
+    test_file = sdk.files.create(file=open(test, "rb"), purpose="fine-tune")
+    http = httpx.Client(base_url=url, headers={"Authorization": "Bearer test"}, timeout=60)
+    created = http.post(
+        "/comparisons",
+        json={
+            "training_file": train_file.id,
+            "test_file": test_file.id,
+            "model": str(tiny_model_dir),
+            "fine_tuned_model": name,
+            "max_tokens": 6,
+            "probes": False,
+        },
+    )
+    assert created.status_code == 200, created.text
+    cmp_id = created.json()["id"]
+    assert created.json()["status"] == "queued" and cmp_id.startswith("cmp_")
+
+    deadline = time.monotonic() + 300
+    while (body := http.get(f"/comparisons/{cmp_id}").json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert body["status"] == "succeeded", body["error"]
+    assert [s["name"] for s in body["result"]["strategies"]] == [
+        "zero-shot",
+        "few-shot",
+        "rag",
+        "fine-tuned",
+    ]
+    assert body["recommendation"]["headline"]
+    events = http.get(f"/comparisons/{cmp_id}/events", params={"limit": 100}).json()
+    messages = [e["message"] for e in reversed(events["data"])]
+    assert messages[0] == f"Created comparison: {cmp_id}" and messages[-1].startswith(
+        "Comparison finished:"
+    )
+    assert "fine-tuned: 4/4" in messages and events["has_more"] is False
+    report = http.get(f"/comparisons/{cmp_id}/report")
+    assert report.status_code == 200 and "<svg" in report.text
+    listed = http.get("/comparisons").json()
+    assert listed["data"][0]["id"] == cmp_id
+
+    missing = http.post(
+        "/comparisons", json={"training_file": train_file.id, "test_file": test_file.id}
+    )
+    assert missing.status_code == 400 and missing.json()["error"]["param"] == "fine_tuned_model"
+    assert http.get("/comparisons/cmp_nope").status_code == 404

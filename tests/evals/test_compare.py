@@ -1,0 +1,133 @@
+"""The comparison run: four strategies measured, report files, prompt accounting."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from tunesmith.data.readers import read
+from tunesmith.data.render import encode_prompt
+from tunesmith.evals import strategies as st
+from tunesmith.evals.compare import CompareConfig, run_comparison
+from tunesmith.evals.report import write_report
+from tunesmith.infer.engine import Engine
+from tunesmith.models.catalog import ModelSpec
+from tunesmith.store import open_store
+
+
+def subset(source, target, n):
+    target.write_text("".join(source.read_text().splitlines(keepends=True)[:n]))
+    return target
+
+
+@pytest.fixture
+def tiny_tuned(tiny_model_dir, tmp_path):
+    """A random LoRA adapter on the tiny model, registered as a fine-tuned model."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(3)
+    peft = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False),
+    )
+    peft.save_pretrained(tmp_path / "adapter")
+    spec = ModelSpec(
+        "ft:tiny:local:cmp:abc", "fine-tuned", str(tiny_model_dir), str(tiny_model_dir),
+        adapter=tmp_path / "adapter",
+    )  # fmt: skip
+    open_store().models.register(spec, None)
+    return spec.name
+
+
+def test_few_shot_and_rag_prompts_grow_by_exactly_the_demonstrations(tokenizer, orders):
+    class NearestThree:
+        def search(self, queries, k):
+            return [[5, 6, 7] for _ in queries]
+
+    train = read(orders / "train.jsonl").records[:30]
+    tests = read(orders / "test.jsonl").records[:4]
+    prompts = st.build_prompts(train, tests, k=3, seed=0, index=NearestThree())
+
+    def tokens(messages) -> int:
+        text = tokenizer.apply_chat_template([m.to_openai() for m in messages], tokenize=False)
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    for i, test in enumerate(tests):
+        system = test.prompt[:1]
+
+        # Each demonstration turn's own tokens: rendered after the same system message, alone.
+        def demo_tokens(demos) -> int:
+            turns = [turn for demo in demos for turn in st.demonstration_turns(demo)]
+            return sum(tokens([*system, turn]) - tokens(system) for turn in turns)
+
+        zero = len(encode_prompt(tokenizer, prompts.by_strategy[st.ZERO][i]))
+        few = len(encode_prompt(tokenizer, prompts.by_strategy[st.FEW][i]))
+        rag = len(encode_prompt(tokenizer, prompts.by_strategy[st.RAG][i]))
+        assert few - zero == demo_tokens(prompts.shots) > 0
+        assert rag - zero == demo_tokens([train[j] for j in (5, 6, 7)]) > 0
+        assert prompts.by_strategy[st.TUNED][i] == test.prompt
+
+
+def test_rag_puts_the_nearest_example_last(orders):
+    class FakeIndex:
+        def search(self, queries, k):
+            return [[2, 0, 1][:k] for _ in queries]
+
+    train = read(orders / "train.jsonl").records[:5]
+    tests = read(orders / "test.jsonl").records[:1]
+    prompts = st.build_prompts(train, tests, k=3, seed=0, index=FakeIndex())
+    rag = prompts.by_strategy[st.RAG][0]
+    users = [m.content for m in rag if m.role == "user"]
+    expected = [
+        train[i].prompt[-1].content for i in (1, 0, 2)
+    ]  # nearest (2) right before the question
+    assert users[:3] == expected and users[3] == tests[0].prompt[-1].content
+
+
+def test_a_comparison_on_the_tiny_model_writes_complete_reports(
+    tiny_model_dir, tiny_tuned, orders, tmp_path
+):
+    config = CompareConfig(
+        train=subset(orders / "train.jsonl", tmp_path / "train.jsonl", 30),
+        test=subset(orders / "test.jsonl", tmp_path / "test.jsonl", 6),
+        model=str(tiny_model_dir),
+        fine_tuned=tiny_tuned,
+        max_tokens=8,
+    )
+    stages = []
+    engine = Engine(max_batch=8, merge_adapters=True)
+    try:
+        result = run_comparison(
+            config, open_store(), engine, lambda s, d, t: stages.append((s, d, t))
+        )
+    finally:
+        engine.close()
+    paths = write_report(result, tmp_path / "report")
+    data = json.loads(paths["json"].read_text())
+    assert [s["name"] for s in data["strategies"]] == list(st.STRATEGIES)
+    assert data["metric"] == "json-fields" and data["n"] == 6
+    for s in data["strategies"]:
+        assert len(s["outputs"]) == 6 and 0 <= s["metric"]["mean"] <= 1
+        low, high = s["metric"]["ci"]
+        assert low <= s["metric"]["mean"] <= high
+        assert s["latency_p95"] >= s["latency_p50"] > 0 and s["cost_per_1000"] > 0
+    by_name = {s["name"]: s for s in data["strategies"]}
+    assert by_name["few-shot"]["prompt_tokens"] > by_name["zero-shot"]["prompt_tokens"]
+    assert by_name["rag"]["prompt_tokens"] > by_name["zero-shot"]["prompt_tokens"]
+    assert data["probes"]["base"]["outputs"] and "mean" in data["probes"]["fine-tuned"]
+    assert data["recommendation"]["verdict"] in ("fine-tune", "do not fine-tune", "either")
+    assert len(data["samples"]["best"]) == 3 and set(data["samples"]["best"][0]["answers"]) == set(
+        st.STRATEGIES
+    )
+    assert ("few-shot", 6, 6) in stages and any(s[0].startswith("probes") for s in stages)
+
+    page = paths["html"].read_text()
+    assert page.count("<svg") == 3
+    assert data["recommendation"]["headline"].split(":")[0] in page
+    # Self-contained: nothing to fetch (the SVGs' xmlns and the README link are not fetched).
+    fetched = re.findall(r'(?:src|href)="(https?://[^"]+)"', page)
+    assert fetched == []
