@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 import torch
@@ -31,8 +32,8 @@ def test_a_comparison_runs_as_a_job(serve, client, tiny_model_dir, orders, tmp_p
     sdk = client(url)
     test = tmp_path / "test.jsonl"
     test.write_text("".join((orders / "test.jsonl").read_text().splitlines(keepends=True)[:4]))
-    train_file = sdk.files.create(file=open(orders / "train.jsonl", "rb"), purpose="fine-tune")
-    test_file = sdk.files.create(file=open(test, "rb"), purpose="fine-tune")
+    train_file = sdk.files.create(file=Path(orders / "train.jsonl"), purpose="fine-tune")
+    test_file = sdk.files.create(file=Path(test), purpose="fine-tune")
     http = httpx.Client(base_url=url, headers={"Authorization": "Bearer test"}, timeout=60)
     created = http.post(
         "/comparisons",

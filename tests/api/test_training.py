@@ -45,11 +45,11 @@ def test_the_cookbook_flow_on_the_built_in_model(serve, client, orders, tmp_path
     """How_to_finetune_chat_models.ipynb, call for call, against tunesmith."""
     sdk = client(serve(workers=1))
     train = sdk.files.create(
-        file=open(lines(orders / "train.jsonl", tmp_path / "t.jsonl", 20), "rb"),
+        file=Path(lines(orders / "train.jsonl", tmp_path / "t.jsonl", 20)),
         purpose="fine-tune",
     )
     valid = sdk.files.create(
-        file=open(lines(orders / "validation.jsonl", tmp_path / "v.jsonl", 8), "rb"),
+        file=Path(lines(orders / "validation.jsonl", tmp_path / "v.jsonl", 8)),
         purpose="fine-tune",
     )
     job = sdk.fine_tuning.jobs.create(
@@ -143,7 +143,7 @@ def running_with_steps(sdk, job_id: str, n: int = 2):
 
 def test_cancel_running_and_queued_jobs(serve, client, tiny_model_dir, long_file):
     sdk = client(serve(workers=1))
-    file = sdk.files.create(file=open(long_file, "rb"), purpose="fine-tune")
+    file = sdk.files.create(file=Path(long_file), purpose="fine-tune")
     first = sdk.fine_tuning.jobs.create(
         training_file=file.id, model=str(tiny_model_dir), method=hyper(1, 1)
     )
@@ -169,7 +169,7 @@ def test_cancel_running_and_queued_jobs(serve, client, tiny_model_dir, long_file
 
 def test_pause_and_resume_a_running_job(serve, client, tiny_model_dir, long_file):
     sdk = client(serve(workers=1))
-    file = sdk.files.create(file=open(long_file, "rb"), purpose="fine-tune")
+    file = sdk.files.create(file=Path(long_file), purpose="fine-tune")
     job = sdk.fine_tuning.jobs.create(
         training_file=file.id, model=str(tiny_model_dir), method=hyper(1, 2)
     )
@@ -207,7 +207,7 @@ def test_a_job_from_the_cli_shows_up_in_the_api(serve, client, tiny_model_dir, o
 
 def test_a_crashed_worker_fails_its_job_not_the_server(serve, client, tiny_model_dir, long_file):
     sdk = client(serve(workers=1))
-    file = sdk.files.create(file=open(long_file, "rb"), purpose="fine-tune")
+    file = sdk.files.create(file=Path(long_file), purpose="fine-tune")
     job = sdk.fine_tuning.jobs.create(
         training_file=file.id, model=str(tiny_model_dir), method=hyper(1, 1)
     )
@@ -233,10 +233,11 @@ def _free_port() -> int:
 
 
 def _start_server(port: int, log: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [CLI, "serve", "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=open(log, "w"), env=os.environ,
-    )  # fmt: skip
+    with open(log, "w") as stderr:  # Popen keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [CLI, "serve", "--port", str(port), "--workers", "1"],
+            stdout=subprocess.DEVNULL, stderr=stderr, env=os.environ,
+        )  # fmt: skip
     sdk = openai.OpenAI(
         base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, timeout=5
     )
@@ -258,7 +259,7 @@ def test_jobs_and_files_survive_a_killed_server_and_resume(tiny_model_dir, long_
     assert "No API key set: listening on 127.0.0.1 only" in (tmp_path / "first.log").read_text()
     sdk = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
     try:
-        file = sdk.files.create(file=open(long_file, "rb"), purpose="fine-tune")
+        file = sdk.files.create(file=Path(long_file), purpose="fine-tune")
         job = sdk.fine_tuning.jobs.create(
             training_file=file.id, model=str(tiny_model_dir), method=hyper(2, 2)
         )

@@ -60,7 +60,7 @@ def test_few_shot_and_rag_prompts_grow_by_exactly_the_demonstrations(tokenizer, 
         system = test.prompt[:1]
 
         # Each demonstration turn's own tokens: rendered after the same system message, alone.
-        def demo_tokens(demos) -> int:
+        def demo_tokens(demos, system=system) -> int:
             turns = [turn for demo in demos for turn in st.demonstration_turns(demo)]
             return sum(tokens([*system, turn]) - tokens(system) for turn in turns)
 
