@@ -104,6 +104,11 @@ class SFTConfig(BaseModel):
         default=True,
         description="Pack a batch into one row without attention across examples (no padding).",
     )
+    pack_row_tokens: int = Field(
+        default=1024,
+        ge=64,
+        description="Longest packed row in tokens: attention costs a row's length squared.",
+    )
     gradient_checkpointing: bool = Field(
         default=False, description="Trade ~30% more compute for less activation memory."
     )

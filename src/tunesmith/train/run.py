@@ -327,7 +327,11 @@ def _trainer(ctx: RunContext, tokenizer, train_set: Dataset, eval_set: Dataset |
 
     model, device, precision = build_model(ctx.config, ctx.base)
     args = trl_args(ctx.config, ctx.resolved, ctx.run_dir, device, precision, eval_set is not None)
-    collator = PackedCollator() if ctx.config.packing else PaddedCollator(tokenizer.pad_token_id)
+    collator = (
+        PackedCollator(tokenizer.pad_token_id, ctx.config.pack_row_tokens)
+        if ctx.config.packing
+        else PaddedCollator(tokenizer.pad_token_id)
+    )
     callback = RunCallback(ctx)
     trainer = TunesmithSFTTrainer(
         model=model,

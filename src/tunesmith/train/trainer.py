@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -46,7 +47,7 @@ def assistant_loss(
     """
     labels = inputs["labels"]
     keep = scored_positions(labels)  # [k]
-    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "num_tokens")}
     # use_cache=False is load-bearing: with a KV cache, transformers skips the packed-sequence
     # detection and a packed row attends across its examples.
     logits = model(**model_inputs, logits_to_keep=keep, use_cache=False).logits  # [b, k, vocab]
@@ -57,6 +58,15 @@ def assistant_loss(
     loss_sum = F.cross_entropy(scored, wanted, reduction="sum")
     correct = (scored.detach().argmax(-1) == wanted).sum()
     return loss_sum, mask.sum(), correct
+
+
+def real_tokens(inputs: dict[str, torch.Tensor]) -> int:
+    """Tokens in a batch, padding excluded."""
+    if "num_tokens" in inputs:
+        return int(inputs["num_tokens"].sum())
+    if "attention_mask" in inputs:
+        return int(inputs["attention_mask"].sum())
+    return int(inputs["input_ids"].numel())
 
 
 class TunesmithSFTTrainer(SFTTrainer):
@@ -80,12 +90,37 @@ class TunesmithSFTTrainer(SFTTrainer):
         stats.loss_sum += loss_sum.item()
         stats.tokens += int(n_tokens)
         stats.correct += int(correct)
-        mask = inputs.get("attention_mask")  # padding is not a token the model learns from
-        stats.seen_tokens += int(mask.sum() if mask is not None else inputs["input_ids"].numel())
+        stats.seen_tokens += real_tokens(inputs)
         loss = loss_sum / denominator
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes
         return (loss, None) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """A packed batch is trained one row at a time, gradients summed.
+
+        Activation memory then grows with the row length, not with the batch: a batch of long
+        examples fits in the memory of one row. Each row's loss is divided by the scored tokens
+        of the whole batch, so the summed gradient is the batch's mean-loss gradient.
+        """
+        rows = inputs["input_ids"].shape[0]
+        if rows == 1 or "position_ids" not in inputs:
+            return super().training_step(model, inputs, num_items_in_batch)
+        model.train()
+        inputs = self._prepare_inputs(inputs)
+        total = num_items_in_batch
+        if total is None:
+            total = (inputs["labels"][:, 1:] != IGNORE).sum()
+        losses = []
+        for row in range(rows):
+            chunk = {key: value[row : row + 1] for key, value in inputs.items()}
+            # Gradients are all-reduced once, after the last row (when training on several ranks).
+            sync = self.accelerator.no_sync(model) if row < rows - 1 else nullcontext()
+            with sync, self.compute_loss_context_manager():
+                loss = self.compute_loss(model, chunk, num_items_in_batch=total)
+                self.accelerator.backward(loss)
+            losses.append(loss.detach())
+        return torch.stack(losses).sum()
 
     def take_train_stats(self) -> StepStats:
         stats, self.train_stats = self.train_stats, StepStats()
