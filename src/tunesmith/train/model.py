@@ -71,17 +71,26 @@ def trl_args(
 
 
 def build_model(config: SFTConfig, base: ModelSpec) -> tuple[PreTrainedModel, str, str]:
-    """Base weights in fp32 (autocast does bf16 compute), with trainable adapters or all weights."""
+    """The model to train, with trainable adapters or all weights trainable.
+
+    Weights that train stay fp32 (autocast computes in bf16, the optimizer updates fp32). Frozen
+    base weights under LoRA are loaded in bf16 when computing in bf16: autocast would otherwise
+    cast them on every forward (~10% of a CPU step), and they take half the memory.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
     from tunesmith.models.loading import weights_folder
+    from tunesmith.train import attention
 
     device = pick_device(config.device)
     precision = pick_precision(config.precision, device)
-    kwargs: dict = {"dtype": torch.float32}
+    frozen_bf16 = config.method == "lora" and precision == "bf16"
+    kwargs: dict = {"dtype": torch.bfloat16 if frozen_bf16 else torch.float32}
+    if config.packing:  # each packed example attends only to itself, block by block
+        kwargs["attn_implementation"] = attention.NAME
     if config.load_in_4bit:
-        kwargs = _quantized(device, config)
+        kwargs.update(_quantized(device, config))
     model = AutoModelForCausalLM.from_pretrained(weights_folder(base), **kwargs)
     if config.load_in_4bit:
         from peft import prepare_model_for_kbit_training

@@ -104,7 +104,7 @@ class TunesmithSFTTrainer(SFTTrainer):
         of the whole batch, so the summed gradient is the batch's mean-loss gradient.
         """
         rows = inputs["input_ids"].shape[0]
-        if rows == 1 or "position_ids" not in inputs:
+        if rows == 1 or "num_tokens" not in inputs:
             return super().training_step(model, inputs, num_items_in_batch)
         model.train()
         inputs = self._prepare_inputs(inputs)
@@ -112,8 +112,13 @@ class TunesmithSFTTrainer(SFTTrainer):
         if total is None:
             total = (inputs["labels"][:, 1:] != IGNORE).sum()
         losses = []
+        lengths = inputs["num_tokens"].tolist()
         for row in range(rows):
-            chunk = {key: value[row : row + 1] for key, value in inputs.items()}
+            # The row alone, its padding cut off: no compute is spent on it.
+            chunk = {
+                key: value[row : row + 1, : lengths[row]] if value.dim() == 2 else value[row : row + 1]
+                for key, value in inputs.items()
+            }
             # Gradients are all-reduced once, after the last row (when training on several ranks).
             sync = self.accelerator.no_sync(model) if row < rows - 1 else nullcontext()
             with sync, self.compute_loss_context_manager():
