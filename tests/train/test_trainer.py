@@ -82,3 +82,29 @@ def test_packed_rows_never_train_the_first_token_of_an_example(examples):
     starts = (batch["position_ids"][0] == 0).nonzero().squeeze(-1)
     assert starts.tolist()[0] == 0 and len(starts) == len(examples)
     assert (batch["labels"][0, starts] == IGNORE).all()
+
+
+@torch.no_grad()
+def test_per_example_attention_gives_the_block_diagonal_loss(tiny_model_dir, examples, tokenizer):
+    """The packed attention kernel (one causal call per example) equals SDPA with the mask."""
+    from tunesmith.train import attention
+
+    fast = AutoModelForCausalLM.from_pretrained(
+        tiny_model_dir, dtype=torch.float32, attn_implementation=attention.NAME
+    ).eval()
+    slow = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    batch = PackedCollator(tokenizer.pad_token_id, row_tokens=60)(examples)
+    assert batch["input_ids"].shape[0] > 1  # several rows, each with its padding segment
+    fast_sum, fast_n, _ = assistant_loss(fast, batch)
+    slow_sum, slow_n, _ = assistant_loss(slow, batch)
+    alone = sum(float(assistant_loss(slow, PackedCollator()([e]))[0]) for e in examples)
+    assert int(fast_n) == int(slow_n)
+    assert float(fast_sum) == pytest.approx(float(slow_sum), rel=1e-5)
+    assert float(fast_sum) == pytest.approx(alone, rel=1e-5)
+
+
+def test_rows_hold_at_most_their_capacity_unless_one_example_is_longer(examples, tokenizer):
+    batch = PackedCollator(tokenizer.pad_token_id, row_tokens=60)(examples * 3)
+    longest = max(len(e["input_ids"]) for e in examples)
+    assert batch["num_tokens"].max() <= max(60, longest)
+    assert int(batch["num_tokens"].sum()) == 3 * sum(len(e["input_ids"]) for e in examples)
