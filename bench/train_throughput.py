@@ -54,17 +54,23 @@ def mixed_data(n_train: int, n_eval: int) -> tuple[list[dict], list[dict]]:
 
 
 # --- measuring --------------------------------------------------------------------------------------
-def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 20) -> float:
+def matmul_peak(dtype_name: str, device: str = "cpu", repeats: int = 20) -> float:
     """GFLOP/s of a square matmul on this machine, in the given dtype."""
     import torch
 
+    size = 8192 if device == "cuda" else 2048
     dtype = getattr(torch, dtype_name)
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a = torch.randn(size, size, dtype=dtype, device=device)
+    b = torch.randn(size, size, dtype=dtype, device=device)
     for _ in range(3):
         a @ b
+    if device == "cuda":
+        torch.cuda.synchronize()
     started = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    if device == "cuda":
+        torch.cuda.synchronize()
     return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
 
 
@@ -94,6 +100,7 @@ def eval_loss(model, tokenizer, eval_rows: list[dict]) -> float:
         for row in eval_rows:
             encoded = encode(tokenizer, Conversation.model_validate(row))
             batch = PaddedCollator(tokenizer.pad_token_id)([vars(encoded)])
+            batch = {k: v.to(model.device) for k, v in batch.items()}
             loss_sum, n, _ = assistant_loss(model, batch)
             total, count = total + float(loss_sum), count + int(n)
     return total / count
@@ -116,7 +123,24 @@ def assistant_tokens(ids: list[int], tokenizer) -> int:
 
 
 # --- the two children -------------------------------------------------------------------------------
-def run_trl(data: Path, eval_rows: list[dict], steps: int) -> dict:
+def bench_model_dir() -> Path:
+    """The model both runs train: the built-in one, or BENCH_MODEL_DIR (see --model-dir)."""
+    if os.environ.get("BENCH_MODEL_DIR"):
+        return Path(os.environ["BENCH_MODEL_DIR"])
+    from tunesmith.models.loading import builtin_folder
+
+    return builtin_folder("smollm2-135m-instruct")
+
+
+def peak_memory_gb(device: str) -> float:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 1024**3
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def run_trl(data: Path, eval_rows: list[dict], steps: int, device: str) -> dict:
     """Plain TRL: SFTTrainer with SFTConfig's defaults (bf16 autocast, gradient checkpointing,
     padding to the longest, loss on every token), only the batch, steps and LoRA fixed."""
     import torch
@@ -125,9 +149,7 @@ def run_trl(data: Path, eval_rows: list[dict], steps: int) -> dict:
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-    from tunesmith.models.loading import builtin_folder
-
-    folder = builtin_folder("smollm2-135m-instruct")
+    folder = bench_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     rows = [json.loads(line) for line in data.read_text().splitlines()]
@@ -144,7 +166,7 @@ def run_trl(data: Path, eval_rows: list[dict], steps: int) -> dict:
     with tempfile.TemporaryDirectory() as out:
         args = trl.SFTConfig(
             output_dir=out, per_device_train_batch_size=8, max_steps=steps, report_to=[],
-            save_strategy="no", logging_steps=1, seed=0, use_cpu=True, disable_tqdm=True,
+            save_strategy="no", logging_steps=1, seed=0, use_cpu=device == "cpu", disable_tqdm=True,
         )  # fmt: skip
         trainer = trl.SFTTrainer(
             model=model, args=args, train_dataset=Dataset.from_list(rows),
@@ -164,11 +186,16 @@ def run_trl(data: Path, eval_rows: list[dict], steps: int) -> dict:
 
         trainer.data_collator = counting  # the dataloader is built in train(): it sees this
         trainer.train()
+    memory = peak_memory_gb(device)  # training's peak, before the evaluation loads anything
     loss = eval_loss(trainer.model, tokenizer, eval_rows)
-    return _summary("TRL SFTTrainer defaults", times, counts, matmul_params(trainer.model), loss)
+    return _summary(
+        "TRL SFTTrainer defaults", times, counts, matmul_params(trainer.model), loss, memory
+    )
 
 
-def run_tunesmith(data: Path, eval_rows: list[dict], steps: int) -> dict:
+def run_tunesmith(
+    data: Path, eval_rows: list[dict], steps: int, device: str, qlora: bool = False
+) -> dict:
     """The `tunesmith train` path: a job in a store, trained by train.run with its defaults."""
     os.environ["TUNESMITH_HOME"] = tempfile.mkdtemp(prefix="bench-home-")
     from tunesmith.jobs.service import create_job, validate_files
@@ -181,9 +208,14 @@ def run_tunesmith(data: Path, eval_rows: list[dict], steps: int) -> dict:
     file = store.files.add_path(data, "fine-tune")
     settings = json.loads(os.environ.get("BENCH_SETTINGS", "{}"))  # for trying levers by hand
     config = SFTConfig(
+        model=str(bench_model_dir())
+        if os.environ.get("BENCH_MODEL_DIR")
+        else "smollm2-135m-instruct",
         epochs=1,
         batch_size=8,
         lora=LoraSettings(r=LORA["r"], lora_alpha=LORA["lora_alpha"]),
+        device=device,
+        load_in_4bit=qlora,
         **settings,
     )
     job = validate_files(store, create_job(store, config, training_file=file.id, seed=0))
@@ -194,14 +226,21 @@ def run_tunesmith(data: Path, eval_rows: list[dict], steps: int) -> dict:
     counts = [(m["tokens"], m["scored_tokens"]) for m in metrics]
     import torch
 
+    memory = peak_memory_gb(device)  # training's peak, before the evaluation loads anything
     spec = store.models.resolve(job.fine_tuned_model)
-    model = load_model(spec, dtype=torch.float32, device="cpu")
+    model = load_model(spec, dtype=torch.float32, device=device)
     loss = eval_loss(model, load_tokenizer(spec), eval_rows)
-    return _summary("tunesmith train", times, counts, matmul_params(model), loss)
+    name = "tunesmith train (QLoRA)" if qlora else "tunesmith train"
+    return _summary(name, times, counts, matmul_params(model), loss, memory)
 
 
 def _summary(
-    name: str, times: list[float], counts: list[tuple[int, int]], n_params: int, loss: float
+    name: str,
+    times: list[float],
+    counts: list[tuple[int, int]],
+    n_params: int,
+    loss: float,
+    memory_gb: float,
 ) -> dict:
     # The first step pays one-off costs (allocations, kernel choice): leave it out.
     times, counts = times[1:], counts[1 : len(times) + 1]
@@ -213,18 +252,37 @@ def _summary(
         "tokens_per_s": tokens / seconds,
         "assistant_tokens_per_s": sum(c[1] for c in counts) / seconds,
         "step_s": statistics.median(times),
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "peak_rss_gb": memory_gb,
         "model_gflops_per_s": 4 * n_params * tokens / seconds / 1e9,
         "eval_loss": loss,
     }
 
 
+def _with_weights(folder: Path, work: Path) -> Path:
+    """The folder itself when it has weights; else a copy with random weights saved in `work`."""
+    if list(folder.glob("*.safetensors")):
+        return folder
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder))
+    target = work / "random-model"
+    model.save_pretrained(target)
+    AutoTokenizer.from_pretrained(folder).save_pretrained(target)
+    return target
+
+
 # --- the parent -------------------------------------------------------------------------------------
 def child(args) -> None:
     eval_rows = json.loads(Path(args.eval).read_text())
-    result = (run_trl if args.child == "trl" else run_tunesmith)(
-        Path(args.data), eval_rows, args.steps
-    )
+    data = Path(args.data)
+    if args.child == "trl":
+        result = run_trl(data, eval_rows, args.steps, args.device)
+    else:
+        result = run_tunesmith(
+            data, eval_rows, args.steps, args.device, qlora=args.child == "qlora"
+        )
     Path(args.out).write_text(json.dumps(result))
 
 
@@ -234,7 +292,14 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=6, help="optimizer steps per run (batch 8)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of both runs")
-    parser.add_argument("--child", choices=["trl", "tunesmith"], help=argparse.SUPPRESS)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--model-dir",
+        help="train this model folder instead of the built-in one; a folder with only config.json "
+        "and the tokenizer gets random weights (throughput does not depend on their values)",
+    )
+    parser.add_argument("--qlora", action="store_true", help="also run tunesmith with 4-bit QLoRA")
+    parser.add_argument("--child", choices=["trl", "tunesmith", "qlora"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--eval", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -246,25 +311,28 @@ def main() -> None:
     import torch
 
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    if args.model_dir:
+        os.environ["BENCH_MODEL_DIR"] = str(_with_weights(Path(args.model_dir), work))
     train_rows, eval_rows = mixed_data(args.steps * 8, 24)
     data = work / "train.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in train_rows))
     (work / "eval.json").write_text(json.dumps(eval_rows))
-    peak = {d: matmul_peak(d) for d in ("bfloat16", "float32")}
-    print(
-        f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
-    )
+    peak = {d: matmul_peak(d, args.device) for d in ("bfloat16", "float32")}
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} cores"
+    print(f"machine: {where}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     print(
         f"measured matmul peak: bf16 {peak['bfloat16']:.0f} GFLOP/s, fp32 {peak['float32']:.0f} GFLOP/s"
     )
     print(f"data: {len(train_rows)} examples (1, 2 and 4 turns), {args.steps} steps of batch 8\n")
-    results: dict[str, list[dict]] = {"trl": [], "tunesmith": []}
+    variants = ["trl", "tunesmith", *(["qlora"] if args.qlora else [])]
+    results: dict[str, list[dict]] = {v: [] for v in variants}
     for round_ in range(args.rounds):
-        for variant in ("trl", "tunesmith"):
+        for variant in variants:
             out = work / f"{variant}-{round_}.json"
             subprocess.run(
                 [sys.executable, str(HERE), "--child", variant, "--data", str(data),
-                 "--eval", str(work / "eval.json"), "--steps", str(args.steps), "--out", str(out)],
+                 "--eval", str(work / "eval.json"), "--steps", str(args.steps), "--out", str(out),
+                 "--device", args.device],
                 check=True, stdout=subprocess.DEVNULL,
             )  # fmt: skip
             r = json.loads(out.read_text())
@@ -272,7 +340,7 @@ def main() -> None:
             print(
                 f"round {round_ + 1} {r['name']:<24} {r['tokens_per_s']:7.0f} tok/s "
                 f"({r['assistant_tokens_per_s']:5.0f} assistant)  step {r['step_s']:5.2f} s  "
-                f"RSS {r['peak_rss_gb']:4.1f} GB  MFU {r['model_gflops_per_s'] / peak['bfloat16']:5.1%}  "
+                f"peak mem {r['peak_rss_gb']:4.1f} GB  MFU {r['model_gflops_per_s'] / peak['bfloat16']:5.1%}  "
                 f"eval loss {r['eval_loss']:.3f}",
                 flush=True,
             )
@@ -280,18 +348,20 @@ def main() -> None:
         v: {k: statistics.median(r[k] for r in rs) for k in rs[0] if k != "name"}
         for v, rs in results.items()
     }
-    base, ours = med["trl"], med["tunesmith"]
-    print("\nmedians            TRL defaults   tunesmith   ratio")
+    memory = "peak GPU memory (GB)" if args.device == "cuda" else "peak RSS (GB)"
+    print(f"\nmedians{'':14}" + "".join(f"{v:>14}" for v in variants) + "   ratios to TRL")
     for key, label in (
         ("tokens_per_s", "tokens/s"),
         ("assistant_tokens_per_s", "assistant tok/s"),
         ("step_s", "step time (s)"),
-        ("peak_rss_gb", "peak RSS (GB)"),
+        ("peak_rss_gb", memory),
         ("eval_loss", "held-out loss"),
     ):
-        print(f"{label:<18} {base[key]:12.3f} {ours[key]:11.3f} {ours[key] / base[key]:7.2f}x")
-    mfu = {v: m["model_gflops_per_s"] / peak["bfloat16"] for v, m in med.items()}
-    print(f"{'MFU (bf16 peak)':<18} {mfu['trl']:12.1%} {mfu['tunesmith']:11.1%}")
+        values = "".join(f"{med[v][key]:14.3f}" for v in variants)
+        ratios = " ".join(f"{med[v][key] / med['trl'][key]:.2f}x" for v in variants[1:])
+        print(f"{label:<21}{values}   {ratios}")
+    mfu = "".join(f"{med[v]['model_gflops_per_s'] / peak['bfloat16']:14.1%}" for v in variants)
+    print(f"{'MFU (bf16 peak)':<21}{mfu}")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,9 @@ def build_model(config: SFTConfig, base: ModelSpec) -> tuple[PreTrainedModel, st
     precision = pick_precision(config.precision, device)
     frozen_bf16 = config.method == "lora" and precision == "bf16"
     kwargs: dict = {"dtype": torch.bfloat16 if frozen_bf16 else torch.float32}
-    if config.packing:  # each packed example attends only to itself, block by block
+    if config.packing and device == "cpu":
+        # Each packed example attends only to itself, block by block. On a GPU the fused SDPA
+        # kernels take the block-diagonal mask at little cost, and many tiny calls would not pay.
         kwargs["attn_implementation"] = attention.NAME
     if config.load_in_4bit:
         kwargs.update(_quantized(device, config))
