@@ -349,3 +349,17 @@ def test_cli_uses_the_test_home_and_shows_its_jobs(tunesmith_home):
 
 def test_jobs_show_of_an_unknown_job():
     refused(tunesmith("jobs", "show", "ftjob-nope"), "ftjob-nope")
+
+
+def test_print_config_writes_yaml_that_train_reads_back(tmp_path):
+    from tunesmith.train.config import load_config
+
+    ran = tunesmith(
+        "train", "--data", "train.jsonl", "--lora-r", "8", "--epochs", "2", "--print-config"
+    )
+    assert ran.code == 0, ran.stderr
+    path = tmp_path / "run.yaml"
+    path.write_text(ran.stdout)
+    config = load_config(path)
+    assert config.lora.r == 8 and config.epochs == 2
+    assert config.data == tmp_path / "train.jsonl"  # relative to the YAML file

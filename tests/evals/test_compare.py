@@ -131,3 +131,33 @@ def test_a_comparison_on_the_tiny_model_writes_complete_reports(
     # Self-contained: nothing to fetch (the SVGs' xmlns and the README link are not fetched).
     fetched = re.findall(r'(?:src|href)="(https?://[^"]+)"', page)
     assert fetched == []
+
+
+def test_rag_over_your_own_documents(tiny_model_dir, tiny_tuned, orders, tmp_path):
+    """--context-dir: RAG prompts carry passages retrieved from the user's documents."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "cities.md").write_text("Tunis is the capital of Tunisia. " * 30)
+    (docs / "dates.txt").write_text(
+        "Dates are written as YYYY-MM-DD, for example 2026-02-04. " * 30
+    )
+    config = CompareConfig(
+        train=subset(orders / "train.jsonl", tmp_path / "train.jsonl", 12),
+        test=subset(orders / "test.jsonl", tmp_path / "test.jsonl", 3),
+        model=str(tiny_model_dir),
+        fine_tuned=tiny_tuned,
+        context_dir=docs,
+        shots=2,
+        max_tokens=4,
+        probes=False,
+    )
+    engine = Engine(max_batch=4, merge_adapters=True)
+    try:
+        result = run_comparison(config, open_store(), engine)
+    finally:
+        engine.close()
+    rag = next(s for s in result.strategies if s.name == "rag")
+    zero = next(s for s in result.strategies if s.name == "zero-shot")
+    assert rag.prompt_tokens > zero.prompt_tokens + 100  # two passages of ~120 words each
+    sample = result.samples["best"][0]
+    assert set(sample["answers"]) == set(st.STRATEGIES)

@@ -25,10 +25,17 @@ Example: tunesmith train --data train.jsonl --validation valid.jsonl --suffix or
 """
 
 
-def train_command(config: Path | None = None, resume: str | None = None, **flags: Any) -> None:
+def train_command(
+    config: Path | None = None, resume: str | None = None, print_config: bool = False, **flags: Any
+) -> None:
     from tunesmith.cli.store import store
 
     overrides = overrides_from_flags(SFTConfig, flags)
+    if print_config:  # the merged settings as YAML: a starting point for --config
+        from tunesmith.train.config import dump_yaml, load_config
+
+        out.print(dump_yaml(load_config(config, overrides)), end="", markup=False, highlight=False)
+        return
     if resume:
         if overrides.get("data") or overrides.get("validation"):
             _refuse_changed_data(resume, overrides)
@@ -198,6 +205,14 @@ def register(app: typer.Typer) -> None:
                 None, "--config", help="YAML file of settings (flags override it)."
             ),
             annotation=Path | None,
+        ),
+        inspect.Parameter(
+            "print_config",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(
+                False, "--print-config", help="Print the merged settings as YAML and exit."
+            ),
+            annotation=bool,
         ),
         inspect.Parameter(
             "resume",

@@ -136,7 +136,10 @@ def run_comparison(
     from tunesmith.evals.metrics import choose_metric, score_all
     from tunesmith.infer.sampling import SamplingParams
 
-    report = lambda stage, done, total: progress and progress(stage, done, total)  # noqa: E731
+    def report(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(stage, done, total)
+
     train = _conversations(read(config.train).records, config.train)
     tests = _conversations(read(config.test).records, config.test)[: config.limit]
     references = [t.answer.content or "" for t in tests]

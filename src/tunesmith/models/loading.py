@@ -102,14 +102,6 @@ def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
     return _tokenizer(folder or weights_folder(spec))
 
 
-def default_device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    return "cpu"
-
-
 def load_model(
     spec: ModelSpec, *, dtype: torch.dtype | None = None, device: str | None = None
 ) -> PreTrainedModel:
@@ -117,7 +109,9 @@ def load_model(
     import torch
     from transformers import AutoModelForCausalLM
 
-    device = device or default_device()
+    from tunesmith.models.hardware import pick_device
+
+    device = device or pick_device("auto")
     dtype = dtype or (torch.bfloat16 if device == "cuda" else torch.float32)
     try:
         model = AutoModelForCausalLM.from_pretrained(weights_folder(spec), dtype=dtype)

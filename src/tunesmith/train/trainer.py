@@ -117,7 +117,9 @@ class TunesmithSFTTrainer(SFTTrainer):
         for row in range(rows):
             # The row alone, its padding cut off: no compute is spent on it.
             chunk = {
-                key: value[row : row + 1, : lengths[row]] if value.dim() == 2 else value[row : row + 1]
+                key: value[row : row + 1, : lengths[row]]
+                if value.dim() == 2
+                else value[row : row + 1]
                 for key, value in inputs.items()
             }
             # Gradients are all-reduced once, after the last row (when training on several ranks).
