@@ -7,9 +7,14 @@ import secrets
 import string
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from tunesmith.api.protocol.chat import ChatCompletionRequest, ChatMessage, ToolChoiceNamed
+from tunesmith.api.protocol.chat import (
+    ChatCompletionRequest,
+    ChatMessage,
+    DecodingRequest,
+    ToolChoiceNamed,
+)
 from tunesmith.data.records import FunctionCall, Message, ToolCall
 from tunesmith.data.render import (
     TOOL_CALL_CLOSE,
@@ -116,8 +121,26 @@ def prepare(engine: Engine, spec: ModelSpec, req: ChatCompletionRequest) -> Prep
             code="context_length_exceeded",
         )
     limit = req.max_completion_tokens or req.max_tokens or DEFAULT_MAX_TOKENS
+    params = sampling_params(
+        req,
+        min(limit, context - len(prompt_ids)),
+        logprobs=req.logprobs,
+        top_logprobs=req.top_logprobs or 0,
+        guide=_guide(req, prefix),
+        tools=_parameters(tools) if prefix else {},
+        tool_named=(
+            req.tool_choice.function.name if isinstance(req.tool_choice, ToolChoiceNamed) else None
+        ),
+    )
+    names = {t["function"]["name"] for t in tools} if tools else None
+    suffix = "}" + TOOL_CALL_CLOSE if prefix else ""
+    return Prepared(spec, prompt_ids, params, prefix, suffix, names, tokenizer)
+
+
+def sampling_params(req: DecodingRequest, max_tokens: int, **extra) -> list[SamplingParams]:
+    """One SamplingParams per choice (n); with a seed, choice i samples with seed + i."""
     base = SamplingParams(
-        max_tokens=min(limit, context - len(prompt_ids)),
+        max_tokens=max_tokens,
         temperature=req.temperature,
         top_p=req.top_p,
         stop=list(req.stop or []),
@@ -125,23 +148,11 @@ def prepare(engine: Engine, spec: ModelSpec, req: ChatCompletionRequest) -> Prep
         presence_penalty=req.presence_penalty,
         frequency_penalty=req.frequency_penalty,
         logit_bias={int(k): v for k, v in (req.logit_bias or {}).items()},
-        logprobs=req.logprobs,
-        top_logprobs=req.top_logprobs or 0,
-        guide=_guide(req, prefix),
-        tools=_parameters(tools) if prefix else {},
-        tool_named=req.tool_choice.function.name
-        if isinstance(req.tool_choice, ToolChoiceNamed)
-        else None,
+        **extra,
     )
-    params = [
-        base
-        if req.seed is None or i == 0
-        else SamplingParams(**{**vars(base), "seed": req.seed + i})
-        for i in range(req.n)
-    ]
-    names = {t["function"]["name"] for t in tools} if tools else None
-    suffix = "}" + TOOL_CALL_CLOSE if prefix else ""
-    return Prepared(spec, prompt_ids, params, prefix, suffix, names, tokenizer)
+    if req.seed is None:
+        return [base] * req.n
+    return [replace(base, seed=req.seed + i) for i in range(req.n)]
 
 
 def _guide(req: ChatCompletionRequest, prefix: str) -> str | None:

@@ -60,33 +60,38 @@ class ChatMessage(BaseModel):
     function_call: dict[str, Any] | None = None
 
 
-class ChatCompletionRequest(OpenAIRequest):
+class DecodingRequest(OpenAIRequest):
+    """The sampling fields chat and text completions share."""
+
     model: str
-    messages: list[ChatMessage] = Field(min_length=1)
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     logit_bias: dict[str, float] | None = None
-    logprobs: bool = False
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    max_tokens: int | None = Field(default=None, ge=1, description="Deprecated; still sent.")
-    max_completion_tokens: int | None = Field(default=None, ge=1)
     n: int = Field(default=1, ge=1, le=16)
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
-    response_format: ResponseFormat | None = None
     seed: int | None = None
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    tools: list[Tool] | None = None
-    tool_choice: Literal["none", "auto", "required"] | ToolChoiceNamed | None = None
-    parallel_tool_calls: bool | None = None
     user: str | None = None
 
     @field_validator("stop")
     @classmethod
     def _stop(cls, value: str | list[str] | None) -> list[str]:
         return stop_list(value)
+
+
+class ChatCompletionRequest(DecodingRequest):
+    messages: list[ChatMessage] = Field(min_length=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    max_tokens: int | None = Field(default=None, ge=1, description="Deprecated; still sent.")
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | ToolChoiceNamed | None = None
+    parallel_tool_calls: bool | None = None
 
     @model_validator(mode="after")
     def _tool_choice_needs_tools(self) -> ChatCompletionRequest:
@@ -101,25 +106,8 @@ class ChatCompletionRequest(OpenAIRequest):
         return self
 
 
-class CompletionRequest(OpenAIRequest):
-    model: str
+class CompletionRequest(DecodingRequest):
     prompt: str | list[str]
     echo: bool = False
-    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
-    logit_bias: dict[str, float] | None = None
     logprobs: int | None = Field(default=None, ge=0, le=5)
     max_tokens: int = Field(default=16, ge=1)
-    n: int = Field(default=1, ge=1, le=16)
-    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
-    seed: int | None = None
-    stop: str | list[str] | None = None
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    user: str | None = None
-
-    @field_validator("stop")
-    @classmethod
-    def _stop(cls, value: str | list[str] | None) -> list[str]:
-        return stop_list(value)

@@ -8,26 +8,12 @@ from collections.abc import Iterator
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from tunesmith.api.chat_service import completion_id, sse, usage
+from tunesmith.api.chat_service import completion_id, sampling_params, sse, usage
 from tunesmith.api.deps import EngineDep, StoreDep
 from tunesmith.api.protocol.chat import CompletionRequest
 from tunesmith.errors import TunesmithError
-from tunesmith.infer.sampling import SamplingParams
 
 router = APIRouter(tags=["completions"])
-
-
-def _params(req: CompletionRequest, limit: int, index: int) -> SamplingParams:
-    return SamplingParams(
-        max_tokens=min(req.max_tokens, limit),
-        temperature=req.temperature,
-        top_p=req.top_p,
-        stop=list(req.stop or []),
-        seed=None if req.seed is None else req.seed + index,
-        presence_penalty=req.presence_penalty,
-        frequency_penalty=req.frequency_penalty,
-        logit_bias={int(k): v for k, v in (req.logit_bias or {}).items()},
-    )
 
 
 @router.post("/completions")
@@ -45,10 +31,8 @@ def create_completion(req: CompletionRequest, store: StoreDep, engine: EngineDep
                 param="prompt",
                 code="context_length_exceeded",
             )
-        for i in range(req.n):
-            jobs.append(
-                (prompt, ids, engine.submit(spec, ids, _params(req, context - len(ids), i)))
-            )
+        for params in sampling_params(req, min(req.max_tokens, context - len(ids))):
+            jobs.append((prompt, ids, engine.submit(spec, ids, params)))
     head = {
         "id": completion_id("cmpl-"),
         "object": "text_completion",
