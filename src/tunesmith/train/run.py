@@ -167,7 +167,6 @@ def _run(
     stop_requested: ev.StopFn,
     resume: bool,
 ) -> JobRow:
-    from tunesmith.data.readers import read
     from tunesmith.models.loading import load_tokenizer
 
     config = SFTConfig.model_validate(job.config)
@@ -180,28 +179,12 @@ def _run(
         name = fine_tuned_name(base.base, store.settings.org, config.suffix)
         job = store.jobs.update(job.id, fine_tuned_model=name)
     tokenizer = load_tokenizer(base)
-    train_path = Path(store.files.get(job.training_file).path)
-    data_hash = hashlib.sha256(train_path.read_bytes()).hexdigest()
-    if job.data_hash not in (None, data_hash):
-        raise TunesmithError(
-            f"The training data of {job.id} changed since the run started.",
-            "A resumed run must see the same data; start a new job for new data.",
-            param="training_file",
-        )
-    train_records = read(train_path).records
-    resolved = resolve(config, len(train_records))
-    train_set = _dataset([encode(tokenizer, r, config.max_length) for r in train_records])
-    eval_set, full_eval = None, None
-    if job.validation_file:
-        valid_records = read(Path(store.files.get(job.validation_file).path)).records
-        full_eval = _dataset([encode(tokenizer, r, config.max_length) for r in valid_records])
-        eval_set = full_eval.shuffle(seed=config.seed).select(
-            range(min(PERIODIC_EVAL_EXAMPLES, len(full_eval)))
-        )
-    billed = resolved.epochs * sum(len(ids) for ids in train_set["input_ids"])
+    data = _data(job, store, config, tokenizer)
+    resolved = resolve(config, len(data.train))
+    billed = resolved.epochs * sum(len(ids) for ids in data.train["input_ids"])
     method = dict(job.method)
     method[method["type"]] = {"hyperparameters": _hyperparameters(config, resolved)}
-    job = store.jobs.update(job.id, method=method, data_hash=data_hash)
+    job = store.jobs.update(job.id, method=method, data_hash=data.sha256)
     checkpoint = store.checkpoints.latest(job.id) if resume else None
     store.events.add(
         job.id,
@@ -218,9 +201,9 @@ def _run(
         run_dir=run_dir,
         progress=progress,
         stop_requested=stop_requested,
-        full_eval_dataset=full_eval,
+        full_eval_dataset=data.full_eval,
     )
-    trainer, callback = _trainer(ctx, tokenizer, train_set, eval_set)
+    trainer, callback = _trainer(ctx, tokenizer, data.train, data.periodic_eval)
 
     # 3. Train. A stop request ends the loop at a step boundary, after saving a checkpoint.
     try:
@@ -250,6 +233,37 @@ def _run(
         result_files=[result_file],
         estimated_finish=None,
     )
+
+
+@dataclass
+class RunData:
+    """The job's data, tokenized with the model's template."""
+
+    train: Dataset
+    periodic_eval: Dataset | None  # a fixed sample, for validation every N steps
+    full_eval: Dataset | None  # all of it, for the last step
+    sha256: str  # of the training file: a resumed run must see the same data
+
+
+def _data(job: JobRow, store: Store, config: SFTConfig, tokenizer) -> RunData:
+    from tunesmith.data.readers import read
+
+    train_path = Path(store.files.get(job.training_file).path)
+    sha256 = hashlib.sha256(train_path.read_bytes()).hexdigest()
+    if job.data_hash not in (None, sha256):
+        raise TunesmithError(
+            f"The training data of {job.id} changed since the run started.",
+            "A resumed run must see the same data; start a new job for new data.",
+            param="training_file",
+        )
+    train = _dataset([encode(tokenizer, r, config.max_length) for r in read(train_path).records])
+    periodic, full = None, None
+    if job.validation_file:
+        valid = read(Path(store.files.get(job.validation_file).path)).records
+        full = _dataset([encode(tokenizer, r, config.max_length) for r in valid])
+        sample = min(PERIODIC_EVAL_EXAMPLES, len(full))
+        periodic = full.shuffle(seed=config.seed).select(range(sample))
+    return RunData(train, periodic, full, sha256)
 
 
 def _hyperparameters(config: SFTConfig, resolved: Resolved) -> dict[str, Any]:
