@@ -263,3 +263,6 @@ class Engine:
         deadline = time.monotonic() + timeout
         while self._running and time.monotonic() < deadline:
             time.sleep(0.01)
+        if not self._running:  # the models are no longer in use: let them go
+            self._bases.clear()
+            atexit.unregister(self.close)
