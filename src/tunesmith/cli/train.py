@@ -64,29 +64,30 @@ def submit(store, cfg: SFTConfig):
     files, and create a queued job."""
     from tunesmith.cli.report import render_report
     from tunesmith.data.checks import check
+    from tunesmith.data.readers import read
     from tunesmith.data.split import write_jsonl
     from tunesmith.jobs.service import create_job, validate_files
     from tunesmith.models.loading import load_tokenizer
 
+    # Each file is read once: the check and the stored canonical copy use the same records.
+    results = [read(path, mapping=cfg.mapping) for path in filter(None, (cfg.data, cfg.validation))]
     tokenizer = load_tokenizer(store.models.resolve(cfg.model))
     report = check(
-        cfg.data,
+        results[0],
         tokenizer,
         max_length=cfg.max_length,
-        validation=cfg.validation,
-        mapping=cfg.mapping,
+        validation=results[1] if len(results) > 1 else None,
         n_epochs=cfg.epochs,
         method="supervised",
     )
     render_report(report, out, brief=report.ok)
     report.raise_for_errors()
-    from tunesmith.data.readers import read
-
     file_ids = []
     with tempfile.TemporaryDirectory() as tmp:
-        for path in filter(None, (cfg.data, cfg.validation)):
-            canonical = write_jsonl(read(path, mapping=cfg.mapping).records, Path(tmp) / path.name)
-            file_ids.append(store.files.add_path(canonical, "fine-tune", path.name).id)
+        for result in results:
+            name = Path(result.file).stem + ".jsonl"  # stored as canonical chat JSONL
+            canonical = write_jsonl(result.records, Path(tmp) / name)
+            file_ids.append(store.files.add_path(canonical, "fine-tune", name).id)
     job = create_job(
         store,
         cfg,
