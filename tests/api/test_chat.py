@@ -11,7 +11,7 @@ import torch
 
 from tunesmith.data.records import Message
 from tunesmith.data.render import encode_prompt
-from tunesmith.models.catalog import ModelSpec
+from tunesmith.models.spec import ModelSpec
 from tunesmith.store import open_store
 
 USER = [{"role": "user", "content": "Name three colors."}]

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import torch
 
-from tunesmith.models.catalog import ModelSpec
+from tunesmith.models.spec import ModelSpec
 from tunesmith.store import open_store
 
 

@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from tunesmith.models.catalog import ModelSpec
+from tunesmith.models.spec import ModelSpec
 from tunesmith.store import open_store
 
 BASE = "smollm2-135m-instruct"

@@ -14,7 +14,7 @@ from tunesmith.evals import strategies as st
 from tunesmith.evals.compare import CompareConfig, run_comparison
 from tunesmith.evals.report import write_report
 from tunesmith.infer.engine import Engine
-from tunesmith.models.catalog import ModelSpec
+from tunesmith.models.spec import ModelSpec
 from tunesmith.store import open_store
 
 

@@ -12,7 +12,7 @@ from tunesmith.data.records import Message
 from tunesmith.data.render import encode_prompt
 from tunesmith.infer.engine import Engine
 from tunesmith.infer.sampling import SamplingParams
-from tunesmith.models.catalog import ModelSpec
+from tunesmith.models.spec import ModelSpec
 
 GREEDY = SamplingParams(max_tokens=12, temperature=0)
 PROMPTS = ["Hello!", "List three colors.", "What is two plus two? " * 4, "Ship 3 lamps to Oslo"]

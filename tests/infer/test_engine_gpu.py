@@ -22,7 +22,7 @@ def test_batched_and_mixed_adapter_decoding_on_cuda(tiny_model_dir, tmp_path):
     from tunesmith.data.render import encode_prompt
     from tunesmith.infer.engine import Engine
     from tunesmith.infer.sampling import SamplingParams
-    from tunesmith.models.catalog import ModelSpec
+    from tunesmith.models.spec import ModelSpec
 
     adapters = []
     for seed in (1, 2):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tunesmith.errors import NotFoundError
-from tunesmith.models.catalog import BUILTINS, DEFAULT_MODEL, ModelSpec, resolve
+from tunesmith.models.catalog import BUILTINS, DEFAULT_MODEL, resolve
+from tunesmith.models.spec import ModelSpec
 from tunesmith.models.listing import builtin_rows, extra_rows, trained_rows
 from tunesmith.models.loading import count_parameters, package_folder
 

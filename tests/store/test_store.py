@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tunesmith.errors import NotFoundError, TooLargeError, TunesmithError
-from tunesmith.models.catalog import ModelSpec
+from tunesmith.models.spec import ModelSpec
 from tunesmith.settings import Settings, get_settings
 from tunesmith.store import Store, open_store
 from tunesmith.store import migrations as migrations_module

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
-import string
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -23,18 +21,14 @@ from tunesmith.data.render import (
     template_supports_tools,
 )
 from tunesmith.errors import TunesmithError
+from tunesmith.ids import new_id
 from tunesmith.infer.engine import Engine
 from tunesmith.infer.sampling import SamplingParams, TokenLogprob
 from tunesmith.infer.sequence import Completion, Sequence
 from tunesmith.infer.tools import call_id, parse_tool_calls
-from tunesmith.models.catalog import ModelSpec
+from tunesmith.models.spec import ModelSpec
 
-_ALNUM = string.ascii_letters + string.digits
 DEFAULT_MAX_TOKENS = 2048
-
-
-def completion_id(prefix: str) -> str:
-    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(24))
 
 
 def _text(content: str | list[dict] | None, index: int) -> str | None:
@@ -231,7 +225,7 @@ def respond(engine: Engine, prep: Prepared, req: ChatCompletionRequest) -> dict:
         for s in seqs:
             s.cancel()
     return {
-        "id": completion_id("chatcmpl-"),
+        "id": new_id("chatcmpl-"),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": req.model,
@@ -251,7 +245,7 @@ def stream(engine: Engine, prep: Prepared, req: ChatCompletionRequest) -> Iterat
     seqs = submit(engine, prep)
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     head = {
-        "id": completion_id("chatcmpl-"),
+        "id": new_id("chatcmpl-"),
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": req.model,

@@ -12,7 +12,7 @@ from tunesmith.data.records import Message
 from tunesmith.data.render import encode_prompt
 from tunesmith.infer.engine import Engine
 from tunesmith.infer.sampling import SamplingParams
-from tunesmith.models.catalog import ModelSpec
+from tunesmith.models.spec import ModelSpec
 
 CONCURRENCY = 8  # requests in flight at once: what a small service sees, and what batching needs
 

@@ -23,7 +23,7 @@ from tunesmith.infer.lane import Lane
 from tunesmith.infer.sampling import SamplingParams
 from tunesmith.infer.sequence import Completion, Delta, Sequence
 from tunesmith.models import threads
-from tunesmith.models.catalog import ModelSpec
+from tunesmith.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -54,7 +54,7 @@ def _die_with_parent() -> None:
 
 def worker_main(settings: dict) -> None:
     """A worker process: claim the oldest queued job, train it, repeat until told to stop."""
-    from tunesmith.cli.console import quiet_libraries
+    from tunesmith.logs import quiet_libraries
     from tunesmith.jobs.control import stop_reason
     from tunesmith.store import open_store
     from tunesmith.train.run import run

@@ -5,14 +5,11 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from tunesmith.errors import NotFoundError
-
-ModelKind = Literal["builtin", "local", "hub", "fine-tuned", "checkpoint"]
-
+from tunesmith.models.spec import ModelSpec
 
 @dataclass(frozen=True)
 class Builtin:
@@ -36,25 +33,6 @@ BUILTINS: dict[str, Builtin] = {
     ]
 }
 DEFAULT_MODEL = "smollm2-135m-instruct"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything needed to load a model by name.
-
-    `base` is the base model's name (itself for a base model); `adapter` is a PEFT adapter folder
-    to attach, or None. `weights` is a folder (or a hub id for kind "hub") holding the base weights,
-    or, for a full fine-tune, the fine-tuned weights themselves.
-    """
-
-    name: str
-    kind: ModelKind
-    base: str
-    weights: str
-    adapter: Path | None = None
-    created: int = 0
-    owned_by: str = "tunesmith"
-    extra: dict = field(default_factory=dict, compare=False)
 
 
 # A registry of fine-tuned models is passed in from above (the store): models/ may not import it.

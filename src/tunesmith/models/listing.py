@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunesmith.models.catalog import BUILTINS, ModelSpec, hub_reachable, is_local_folder
+from tunesmith.models.catalog import BUILTINS, hub_reachable, is_local_folder
+from tunesmith.models.spec import ModelSpec
 from tunesmith.models.loading import (
     count_parameters,
     gguf_parameters,

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunesmith.errors import TunesmithError
-from tunesmith.models.catalog import BUILTINS, ModelSpec
+from tunesmith.models.catalog import BUILTINS
+from tunesmith.models.spec import ModelSpec
 from tunesmith.settings import get_settings
 
 if TYPE_CHECKING:

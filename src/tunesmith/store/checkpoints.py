@@ -6,7 +6,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tunesmith.store.db import dumps, loads, new_id
+from tunesmith.ids import new_id
+from tunesmith.store.db import dumps, loads
 from tunesmith.store.pages import Page, newest_first
 
 if TYPE_CHECKING:

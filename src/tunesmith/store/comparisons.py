@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tunesmith.errors import NotFoundError, TunesmithError
-from tunesmith.store.db import dumps, loads, new_id
+from tunesmith.ids import new_id
+from tunesmith.store.db import dumps, loads
 from tunesmith.store.pages import Page, newest_first
 
 if TYPE_CHECKING:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import secrets
 import sqlite3
-import string
 import threading
 import time
 from collections.abc import Iterator
@@ -15,13 +13,6 @@ from typing import Any
 
 from tunesmith.settings import Settings, get_settings
 from tunesmith.store.migrations import migrate
-
-_ALNUM = string.ascii_letters + string.digits
-
-
-def new_id(prefix: str, n: int = 24) -> str:
-    """OpenAI-shaped ids: `file-…`, `ftjob-…`, `ftevent-…`, `ftckpt_…`."""
-    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(n))
 
 
 def dumps(value: Any) -> str | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from tunesmith.errors import NotFoundError, TooLargeError
-from tunesmith.store.db import new_id
+from tunesmith.ids import new_id
 
 if TYPE_CHECKING:
     from tunesmith.store.db import Store

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tunesmith.models.catalog import ModelSpec
+from tunesmith.models.spec import ModelSpec
 
 if TYPE_CHECKING:
     from tunesmith.store.db import Store

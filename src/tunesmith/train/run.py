@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunesmith.data.render import encode
 from tunesmith.errors import TunesmithError
-from tunesmith.models.catalog import ModelSpec
+from tunesmith.models.spec import ModelSpec
 from tunesmith.models.naming import checkpoint_name, fine_tuned_name
 from tunesmith.train import events as ev
 from tunesmith.train.config import SFTConfig, resolve

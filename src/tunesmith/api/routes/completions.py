@@ -8,10 +8,11 @@ from collections.abc import Iterator
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from tunesmith.api.chat_service import completion_id, sampling_params, sse, usage
+from tunesmith.api.chat_service import sampling_params, sse, usage
 from tunesmith.api.deps import EngineDep, StoreDep
 from tunesmith.api.protocol.chat import CompletionRequest
 from tunesmith.errors import TunesmithError
+from tunesmith.ids import new_id
 
 router = APIRouter(tags=["completions"])
 
@@ -34,7 +35,7 @@ def create_completion(req: CompletionRequest, store: StoreDep, engine: EngineDep
         for params in sampling_params(req, min(req.max_tokens, context - len(ids))):
             jobs.append((prompt, ids, engine.submit(spec, ids, params)))
     head = {
-        "id": completion_id("cmpl-"),
+        "id": new_id("cmpl-"),
         "object": "text_completion",
         "created": int(time.time()),
         "model": req.model,

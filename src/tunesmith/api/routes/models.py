@@ -12,7 +12,8 @@ from fastapi import APIRouter
 from tunesmith.api.deps import SettingsDep, StoreDep
 from tunesmith.api.protocol.models import Model, ModelDeleted, ModelList
 from tunesmith.errors import NotFoundError, TunesmithError
-from tunesmith.models.catalog import BUILTINS, ModelSpec
+from tunesmith.models.catalog import BUILTINS
+from tunesmith.models.spec import ModelSpec
 from tunesmith.settings import Settings
 
 router = APIRouter(tags=["models"])
