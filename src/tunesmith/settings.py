@@ -24,16 +24,53 @@ class Settings(BaseSettings):
         "(or test runs) can share one with TUNESMITH_MODELS_CACHE.",
     )
     org: str = Field(default="local", description="Organisation slug in fine-tuned model names.")
+
+    # --- what the server accepts: everything here is closed unless the operator opens it ---------
     max_upload_bytes: int = Field(default=512 * 1024**2, description="Largest accepted upload.")
+    validation_memory_bytes: int = Field(
+        default=4 * 1024**3,
+        description="Address-space limit of the process that checks a job's files: a huge or "
+        "hostile upload fails its own job, never the server.",
+    )
+    max_body_bytes: int = Field(
+        default=16 * 1024**2,
+        description="Largest accepted request body other than an upload (POST /v1/files has "
+        "max_upload_bytes); a larger one is refused with 413 before it is read.",
+    )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Bearer keys the server accepts (TUNESMITH_API_KEYS, comma-separated); "
         "empty means no auth, and then the server listens on loopback only.",
     )
+    public_docs: bool = Field(
+        default=False,
+        description="Serve /docs and /openapi.json without a key even when keys are configured.",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names the server answers besides loopback and the address it is "
+        "reached on (TUNESMITH_ALLOWED_HOSTS, comma-separated; `*` allows any). Refusing other "
+        "Host headers stops DNS-rebinding pages from reaching a loopback server.",
+    )
+    model_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders whose model folders API clients may name (TUNESMITH_MODEL_DIRS, "
+        "comma-separated). Other folders resolve only for the CLI.",
+    )
+    hub_models: bool = Field(
+        default=False,
+        description="Let API clients name Hugging Face hub ids (the server then downloads them).",
+    )
+    any_model_folder: bool = Field(
+        default=True,
+        description="Resolve any local folder and hub id as a model: true for the CLI (the "
+        "operator's own commands); the API server turns it off and keeps to model_dirs and "
+        "hub_models.",
+    )
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "allowed_hosts", "model_dirs", mode="before")
     @classmethod
-    def _split_keys(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value

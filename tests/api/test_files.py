@@ -181,7 +181,7 @@ def test_upload_over_the_limit_is_413_by_content_length(serve, client, tunesmith
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
         sock.sendall(
-            b"POST /v1/files HTTP/1.1\r\nHost: test\r\nContent-Length: 1000000000\r\n"
+            b"POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000000\r\n"
             b"Content-Type: multipart/form-data; boundary=x\r\n\r\n"
         )
         head = sock.recv(4096).decode()

@@ -140,3 +140,59 @@ def test_openapi_lists_every_route(serve):
     assert {"file", "purpose"} <= set(upload["schema"]["properties"])
     create = paths["/v1/fine_tuning/jobs"]["post"]["requestBody"]["content"]["application/json"]
     assert create["schema"]["$ref"].endswith("/CreateFineTuningJob")
+
+
+# --- which model names a client may use -----------------------------------------------------------
+
+
+def model_folder(path: Path) -> Path:
+    """Enough of a model folder for a name to resolve (nothing is loaded)."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text("{}")
+    return path
+
+
+def refusal(sdk, model: str) -> openai.APIStatusError | None:
+    """Create a job with `model` and a missing training file: the model check comes first, so
+    a refused model says so, and an accepted one gets as far as the file."""
+    try:
+        sdk.fine_tuning.jobs.create(model=model, training_file="file-missing")
+    except openai.APIStatusError as exc:
+        return None if exc.param == "training_file" else exc
+    raise AssertionError("the job was created")
+
+
+def test_model_folders_resolve_only_under_the_model_dirs(serve, client, tmp_path):
+    allowed = model_folder(tmp_path / "allowed" / "tiny")
+    outside = model_folder(tmp_path / "outside" / "tiny")
+    (tmp_path / "allowed" / "escape").symlink_to(outside)
+
+    closed = client(serve())
+    opened = client(serve(model_dirs=[tmp_path / "allowed"]))
+    assert refusal(opened, str(allowed)) is None
+    for sdk, name in [
+        (closed, str(allowed)),
+        (opened, str(outside)),
+        (opened, str(tmp_path / "allowed" / "escape")),  # a link out of the folder
+        (opened, str(tmp_path / "allowed" / ".." / "outside" / "tiny")),
+    ]:
+        refused = refusal(sdk, name)
+        assert refused is not None and refused.code == "model_not_available", name
+        # A folder that exists is refused in the very words of one that does not: no probing.
+        missing = refusal(sdk, name + "-missing")
+        assert refused.message == missing.message.replace(name + "-missing", name)
+
+
+def test_hub_ids_only_when_the_operator_allows_them(serve, client, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # the server thread reads it: a hub "is" reachable
+    hub_id = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    refused = refusal(client(serve()), hub_id)
+    assert refused is not None and refused.code == "model_not_available"
+    assert refusal(client(serve(hub_models=True)), hub_id) is None
+
+
+def test_built_in_and_registered_models_need_no_model_dirs(serve, client, store, tmp_path):
+    register(store, FT, model_folder(tmp_path / "adapter"))
+    sdk = client(serve())
+    assert refusal(sdk, BASE) is None
+    assert refusal(sdk, FT) is None

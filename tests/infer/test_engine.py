@@ -1,7 +1,9 @@
-"""The engine's fast paths give what one-at-a-time generation gives."""
+"""The engine's fast paths give what one-at-a-time generation gives; a request that fails or
+leaves takes nothing from the others."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from transformers import AutoModelForCausalLM
 from tunesmith.data.records import Message
 from tunesmith.data.render import encode_prompt
 from tunesmith.infer.engine import Engine
-from tunesmith.infer.sampling import SamplingParams
+from tunesmith.infer.sampling import NothingAllowed, SamplingParams
 from tunesmith.models.spec import ModelSpec
 
 GREEDY = SamplingParams(max_tokens=12, temperature=0)
@@ -144,3 +146,100 @@ def test_seeded_sampling_repeats_and_differs_across_seeds(engine, tiny_model_dir
 
     assert sample(3) == sample(3)
     assert sample(3) != sample(4)
+
+
+# A row that cannot go on: a bias on a token the model does not have, or guided decoding whose
+# names no token can spell, from the first token on or from the second (the two paths: prefill
+# and decode step), greedy or sampled.
+BAD_ROWS = {
+    "logit_bias past the vocabulary": SamplingParams(
+        max_tokens=12, temperature=0, logit_bias={10**6: 5.0}
+    ),
+    "guide stuck at the first token": SamplingParams(
+        max_tokens=12, temperature=0, guide="tool_call", tools={"工具": None}
+    ),
+    "guide stuck at the second token": SamplingParams(
+        max_tokens=12, temperature=0, guide="tool_call", tools={"a工具": None}
+    ),
+    "sampled guide stuck": SamplingParams(
+        max_tokens=12, temperature=1.0, seed=1, guide="tool_call", tools={"工具": None}
+    ),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_ROWS.values(), ids=BAD_ROWS.keys())
+def test_a_row_that_fails_fails_alone(engine, tiny_model_dir, bad):
+    spec = local(tiny_model_dir)
+    ids = [prompt_ids(engine, spec, p) for p in PROMPTS]
+    alone = [engine.wait(engine.submit(spec, i, GREEDY)).token_ids for i in ids]
+    good = [engine.submit(spec, i, GREEDY) for i in ids[:2]]
+    failing = engine.submit(spec, ids[0], bad)  # queued with the others: one batch
+    good += [engine.submit(spec, i, GREEDY) for i in ids[2:]]
+    with pytest.raises(Exception) as failed:
+        engine.wait(failing)
+    assert [engine.wait(s).token_ids for s in good] == alone
+    if bad.guide:
+        assert isinstance(failed.value, NothingAllowed)
+
+
+def test_a_failing_row_joining_a_running_batch_leaves_it_running(engine, tiny_model_dir):
+    spec = local(tiny_model_dir)
+    ids = prompt_ids(engine, spec, PROMPTS[1])
+    long = SamplingParams(max_tokens=40, temperature=0)
+    alone = engine.wait(engine.submit(spec, ids, long)).token_ids
+    running = engine.submit(spec, ids, long)
+    next(engine.stream(running))  # decoding; now the bad request is merged into its batch
+    with pytest.raises(NothingAllowed):
+        engine.wait(engine.submit(spec, ids, BAD_ROWS["guide stuck at the second token"]))
+    assert engine.wait(running).token_ids == alone
+
+
+def test_any_64_bit_seed_is_taken_negative_ones_too(engine, tiny_model_dir):
+    spec = local(tiny_model_dir)
+    ids = prompt_ids(engine, spec, PROMPTS[0])
+
+    def sample(seed):
+        params = SamplingParams(max_tokens=6, temperature=1.0, seed=seed)
+        return engine.wait(engine.submit(spec, ids, params)).token_ids
+
+    assert sample(-1) == sample(2**64 - 1)  # one generator state, as torch reads seeds
+    assert sample(-(2**63)) and sample(2**63 + 5)
+
+
+def test_the_async_front_door_gives_what_the_threaded_one_gives(engine, tiny_model_dir):
+    spec = local(tiny_model_dir)
+    ids = [prompt_ids(engine, spec, p) for p in PROMPTS[:3]]
+    threaded = [engine.wait(engine.submit(spec, i, GREEDY)).token_ids for i in ids]
+
+    async def on_a_loop():
+        seqs = await engine.submit_async(spec, [(i, GREEDY) for i in ids])
+        streamed = [d async for d in engine.stream_async(seqs[0])]
+        rest = [await engine.wait_async(s) for s in seqs[1:]]
+        first = [t for d in streamed for t in d.token_ids]
+        return [first, *(c.token_ids for c in rest)]
+
+    assert asyncio.run(on_a_loop()) == threaded
+
+
+def test_a_cancelled_request_leaves_the_batch(engine, tiny_model_dir):
+    spec = local(tiny_model_dir)
+    ids = prompt_ids(engine, spec, PROMPTS[0])
+    seq = engine.submit(spec, ids, SamplingParams(max_tokens=2000, temperature=0))
+    next(engine.stream(seq))
+    seq.cancel()
+    engine.load(spec)  # a task runs between steps: the second one after at least one more step
+    loaded, _ = engine.load(spec)
+    assert seq not in loaded.lane.seqs and len(seq.generated) < 2000
+
+
+def test_a_request_cancelled_while_it_waits_is_never_prefilled(engine, tiny_model_dir):
+    spec = local(tiny_model_dir)
+    ids = prompt_ids(engine, spec, PROMPTS[0])
+    long = SamplingParams(max_tokens=60, temperature=0)  # still running when the last one comes
+    full = [engine.submit(spec, ids, long) for _ in range(engine.max_batch)]
+    waiting = engine.submit(spec, ids, GREEDY)  # the batch is full: it waits for a free row
+    waiting.cancel()
+    for seq in full:
+        engine.wait(seq)
+    engine.wait(engine.submit(spec, ids, GREEDY))  # queued behind it: admitted after its turn
+    assert not waiting.generated

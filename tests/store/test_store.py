@@ -15,6 +15,7 @@ from tunesmith.errors import NotFoundError, TooLargeError, TunesmithError
 from tunesmith.models.spec import ModelSpec
 from tunesmith.settings import Settings, get_settings
 from tunesmith.store import Store, open_store
+from tunesmith.store.lifecycle import Runner
 from tunesmith.store import migrations as migrations_module
 from tunesmith.store.migrations import MIGRATIONS, migrate
 
@@ -34,7 +35,8 @@ def store() -> Store:
 
 
 def new_job(store: Store, *, metadata: dict | None = None, status: str = "queued"):
-    return store.jobs.create(
+    """A job walked along legal moves to `status` (validating_files, queued or a final one)."""
+    job = store.jobs.create(
         model="smollm2-135m-instruct",
         training_file="file-train",
         validation_file=None,
@@ -43,8 +45,10 @@ def new_job(store: Store, *, metadata: dict | None = None, status: str = "queued
         metadata=metadata,
         method=METHOD,
         config={"epochs": "auto"},
-        status=status,
     )
+    if status != "validating_files":
+        job = store.jobs.move(job.id, "queued")
+    return job
 
 
 def applied(store: Store) -> list[tuple[int, int]]:
@@ -150,13 +154,22 @@ def test_saved_file_lands_under_files_dir_named_by_id(store, tunesmith_home):
     row = store.files.save_stream(io.BytesIO(payload), "../../evil name.jsonl", "fine-tune")
     path = Path(row.path)
     assert row.id.startswith("file-")
-    assert path == get_settings().files_dir / row.id
+    assert path == get_settings().files_dir / f"{row.id}.jsonl"  # its format kept, not its name
     assert path.parent == tunesmith_home.resolve() / "files"
     assert path.read_bytes() == payload
     assert row.bytes == len(payload)
     assert row.filename == "../../evil name.jsonl"  # kept for display, never used as a path
     assert not list(tunesmith_home.rglob("evil*"))
     assert store.files.get(row.id) == row
+
+
+@pytest.mark.parametrize(
+    ("name", "suffix"),
+    [("train.CSV", ".csv"), ("a.parquet", ".parquet"), ("x", ""), ("a./../b", ""), ("a.j$on", "")],
+)
+def test_a_stored_file_keeps_only_a_plain_suffix(store, name, suffix):
+    row = store.files.save_stream(io.BytesIO(b"x"), name, "fine-tune")
+    assert Path(row.path).name == row.id + suffix
 
 
 def test_add_path_copies_the_file(store, tmp_path):
@@ -176,7 +189,7 @@ def test_stream_over_the_limit_is_refused_and_leaves_nothing(store):
         store.files.save_stream(io.BytesIO(b"12345678901"), "big.jsonl", "fine-tune", 10)
     assert caught.value.status == 413
     assert caught.value.param == "file"
-    assert sorted(p.name for p in files_dir.iterdir()) == [ok.id]  # no final, no .part
+    assert sorted(p.name for p in files_dir.iterdir()) == [Path(ok.path).name]  # no .part
     rows, has_more = store.files.list()
     assert [r.id for r in rows] == [ok.id]
     assert has_more is False
@@ -289,27 +302,26 @@ def test_jobs_filter_by_metadata_keys_holding_json_path_characters(store, key):
     assert [j.id for j in store.jobs.list(metadata={key: "abc"}).data] == [wanted.id]
 
 
-def test_transition_from_a_wrong_state_is_a_400(store):
+def test_a_move_from_a_wrong_state_is_a_400(store):
     job = new_job(store, status="validating_files")
     with pytest.raises(TunesmithError) as caught:
-        store.jobs.transition(job.id, "running", allowed_from={"queued"})
+        store.jobs.move(job.id, "succeeded")
     assert caught.value.status == 400  # never 409: OpenAI's SDK would retry it
     assert caught.value.code == "invalid_job_state"
     assert "validating_files" in caught.value.message
     assert store.jobs.get(job.id).status == "validating_files"
 
 
-def test_transition_sets_finished_at_only_for_final_states(store):
+def test_moves_set_finished_at_only_for_final_states(store):
     job = new_job(store, status="validating_files")
-    queued = store.jobs.transition(job.id, "queued", allowed_from={"validating_files"})
+    queued = store.jobs.move(job.id, "queued")
     assert (queued.status, queued.finished_at) == ("queued", None)
-    running = store.jobs.transition(job.id, "running", allowed_from={"queued"}, worker_pid=42)
+    running = store.jobs.claim(job.id, Runner(42, "host-a"), only_from={"queued"})
     assert (running.status, running.finished_at, running.worker_pid) == ("running", None, 42)
     before = int(time.time())
-    done = store.jobs.transition(
+    done = store.jobs.move(
         job.id,
         "succeeded",
-        allowed_from={"running"},
         fine_tuned_model="ft:smollm2-135m-instruct:local:orders:AbCd1234",
         result_files=["file-results"],
     )
@@ -317,14 +329,14 @@ def test_transition_sets_finished_at_only_for_final_states(store):
     assert before <= done.finished_at <= int(time.time())
     assert done.result_files == ["file-results"]
     with pytest.raises(TunesmithError):
-        store.jobs.transition(job.id, "cancelled", allowed_from={"queued", "running"})
+        store.jobs.move(job.id, "cancelled")
     assert store.jobs.get(job.id).status == "succeeded"
 
 
 @pytest.mark.parametrize("final", ["failed", "cancelled"])
 def test_other_final_states_set_finished_at(store, final):
     job = new_job(store)
-    assert store.jobs.transition(job.id, final, allowed_from={"queued"}).finished_at is not None
+    assert store.jobs.move(job.id, final).finished_at is not None
 
 
 def test_claim_next_gives_each_job_to_one_of_two_connections(store):
@@ -333,10 +345,10 @@ def test_claim_next_gives_each_job_to_one_of_two_connections(store):
         new_job(store, status="validating_files")  # not claimable
         queued = [new_job(store).id for _ in range(3)]
         claims = [
-            store.jobs.claim_next(worker_pid=1),
-            other.jobs.claim_next(worker_pid=2),
-            store.jobs.claim_next(worker_pid=1),
-            other.jobs.claim_next(worker_pid=2),
+            store.jobs.claim_next(Runner(1, "h")),
+            other.jobs.claim_next(Runner(2, "h")),
+            store.jobs.claim_next(Runner(1, "h")),
+            other.jobs.claim_next(Runner(2, "h")),
         ]
         assert [c.id if c else None for c in claims] == [*queued, None]  # oldest first
         assert [c.worker_pid for c in claims[:3]] == [1, 2, 1]
@@ -355,7 +367,7 @@ def test_claim_next_race_claims_every_job_exactly_once(store):
     def worker(pid: int, own: Store) -> None:
         try:
             start.wait()
-            while (job := own.jobs.claim_next(worker_pid=pid)) is not None:
+            while (job := own.jobs.claim_next(Runner(pid, "h"))) is not None:
                 claimed.append((pid, job.id))
         except BaseException as exc:
             errors.append(exc)
@@ -394,15 +406,13 @@ def test_job_to_openai_shape_through_its_life(store):
     assert data["user_provided_suffix"] == "orders"
 
     name = "ft:smollm2-135m-instruct:local:orders:AbCd1234"
-    running = store.jobs.transition(
-        job.id, "running", allowed_from={"queued"}, estimated_finish=2_000_000_000,
-        fine_tuned_model=name,
-    )  # fmt: skip
+    store.jobs.claim(job.id, Runner(1, "h"), only_from={"queued"})
+    running = store.jobs.update(job.id, estimated_finish=2_000_000_000, fine_tuned_model=name)
     data = running.to_openai("local")
     assert data["estimated_finish"] == 2_000_000_000
     assert data["fine_tuned_model"] is None  # not a model until the job succeeded
 
-    done = store.jobs.transition(job.id, "succeeded", allowed_from={"running"}, trained_tokens=99)
+    done = store.jobs.move(job.id, "succeeded", trained_tokens=99)
     data = done.to_openai("local")
     assert data["estimated_finish"] is None  # only while running
     assert data["fine_tuned_model"] == name

@@ -13,8 +13,12 @@ import pytest
 
 from tunesmith.jobs.service import create_job, validate_files
 from tunesmith.store import open_store
+from tunesmith.store.lifecycle import Runner
 from tunesmith.train.config import SFTConfig
 from tunesmith.train.run import run
+
+
+RUNNER = Runner(os.getpid(), "test-host")
 
 
 def write_lines(path: Path, source: Path, n: int) -> Path:
@@ -37,7 +41,13 @@ def queued_job(store, model: Path, files, **settings):
     job = create_job(store, config, training_file=train.id, validation_file=valid.id, seed=7)
     job = validate_files(store, job)
     assert job.status == "queued"
-    return store.jobs.transition(job.id, "running", allowed_from={"queued"})
+    return store.jobs.claim(job.id, RUNNER, only_from={"queued"})
+
+
+def claim_again(store, job_id: str) -> None:
+    """What `tunesmith train --resume` does before it runs a stopped job again."""
+    store.jobs.release(job_id, RUNNER)
+    store.jobs.claim(job_id, RUNNER, only_from={"cancelled", "paused", "failed"})
 
 
 def step_losses(store, job_id) -> dict[int, float]:
@@ -104,7 +114,7 @@ def test_stop_keeps_a_checkpoint_and_resume_matches_an_uninterrupted_run(tiny_mo
     assert (Path(latest.path) / "optimizer.pt").exists()
     assert store.models.resolve(latest.model_name).adapter == Path(latest.path)
 
-    store.jobs.transition(job.id, "running", allowed_from={"cancelled"})
+    claim_again(store, job.id)
     resumed = run(job.id, store, resume=True)
     assert resumed.status == "succeeded"
     got = step_losses(store, job.id)
@@ -114,12 +124,43 @@ def test_stop_keeps_a_checkpoint_and_resume_matches_an_uninterrupted_run(tiny_mo
         assert got[step] == pytest.approx(expected[step], rel=1e-3), step
 
 
+def test_cancel_in_the_last_step_registers_no_final_model_and_resume_finishes(
+    tiny_model_dir, files
+):
+    """A cancel through the API that lands in the last step: the job stays cancelled with no
+    callable final model (its checkpoints stay callable); a resume then succeeds and registers
+    it once, where a second registration used to fail every retry with an IntegrityError."""
+    store = open_store()
+    job = queued_job(store, tiny_model_dir, files)
+    total = 8  # 16 examples, batch 4, 2 epochs
+    calls = iter(range(1, 100))
+
+    def cancel_at_the_end() -> str | None:
+        if next(calls) < total:
+            return None
+        store.jobs.lifecycle.move(job.id, "cancelled", only_from={"running"})  # as the API does
+        return "cancel"
+
+    stopped = run(job.id, store, stop_requested=cancel_at_the_end)
+    assert stopped.status == "cancelled" and stopped.to_openai("local")["fine_tuned_model"] is None
+    assert store.models.get(stopped.fine_tuned_model) is None
+    latest = store.checkpoints.latest(job.id)
+    assert latest.step_number == total
+    assert store.models.resolve(latest.model_name).kind == "checkpoint"
+
+    claim_again(store, job.id)
+    done = run(job.id, store, resume=True)
+    assert done.status == "succeeded"
+    assert store.models.get(done.fine_tuned_model).kind == "fine-tuned"
+    assert [e for e in store.events.list(job.id, limit=200).data if e.level == "error"] == []
+
+
 def test_changed_training_data_refuses_to_resume(tiny_model_dir, files):
     store = open_store()
     job = queued_job(store, tiny_model_dir, files)
     run(job.id, store, stop_requested=lambda: "cancel")
     Path(store.files.get(job.training_file).path).write_text(files[0].read_text()[:-200])
-    store.jobs.transition(job.id, "running", allowed_from={"cancelled"})
+    claim_again(store, job.id)
     with pytest.raises(Exception, match="changed since the run started"):
         run(job.id, store, resume=True)
     assert store.jobs.get(job.id).status == "failed"

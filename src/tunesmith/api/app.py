@@ -6,11 +6,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 
 from tunesmith import __version__
-from tunesmith.api.deps import require_key
 from tunesmith.api.errors import register_error_handlers
+from tunesmith.api.guard import Guard
 from tunesmith.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -20,17 +20,23 @@ def create_app(
     settings: Settings | None = None, *, workers: int = 1, max_batch: int = 16
 ) -> FastAPI:
     """The app. `workers` training processes run queued jobs (0: none, jobs wait in the queue)."""
-    settings = settings or get_settings()
+    # A client is not the operator: its model names resolve only to the catalog, the registered
+    # models, the folders under model_dirs and (when enabled) hub ids. The workers inherit this.
+    settings = (settings or get_settings()).model_copy(update={"any_model_folder": False})
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from tunesmith.infer.engine import Engine
+        from tunesmith.evals.queued import run_queued_comparison
         from tunesmith.jobs.worker import Supervisor
         from tunesmith.store import open_store
 
         app.state.store = open_store(settings)
         app.state.engine = Engine(max_batch=max_batch)
-        app.state.supervisor = Supervisor(settings, workers=workers)
+        # Comparisons run in the same workers; evals/ is above jobs/, so the runner is passed in.
+        app.state.supervisor = Supervisor(
+            settings, workers=workers, run_comparison=run_queued_comparison
+        )
         app.state.supervisor.start()
         try:
             yield
@@ -47,11 +53,20 @@ def create_app(
     )
     app.state.settings = settings
     register_error_handlers(app)
+    app.add_middleware(Guard, settings=settings, open_paths=_docs_paths(app, settings))
 
     from tunesmith.api.routes import chat, comparisons, completions, files, fine_tuning, models
 
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
+    v1 = APIRouter(prefix="/v1")
     for module in (files, fine_tuning, models, chat, completions, comparisons):
         v1.include_router(module.router)
     app.include_router(v1)
     return app
+
+
+def _docs_paths(app: FastAPI, settings: Settings) -> list[str]:
+    """The paths that need no key: the docs and their schema, only when the operator opens them."""
+    if not settings.public_docs:
+        return []
+    paths = [app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url]
+    return [path for path in paths if path]

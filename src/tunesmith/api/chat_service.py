@@ -1,18 +1,18 @@
-"""Chat completions: OpenAI request → prompt tokens → engine → OpenAI response or SSE chunks."""
+"""Chat completions: messages (and tools) → prompt tokens and guided decoding; answers → messages
+and tool calls. The rest (streaming, usage, ids, errors, cancellation) is the serving layer's."""
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
-from tunesmith.api.protocol.chat import (
-    ChatCompletionRequest,
-    ChatMessage,
-    DecodingRequest,
-    ToolChoiceNamed,
-)
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+from jinja2 import TemplateError
+from starlette.concurrency import run_in_threadpool
+
+from tunesmith.api import serving
+from tunesmith.api.protocol.chat import ChatCompletionRequest, ChatMessage, ToolChoiceNamed
 from tunesmith.data.records import FunctionCall, Message, ToolCall
 from tunesmith.data.render import (
     TOOL_CALL_CLOSE,
@@ -21,14 +21,32 @@ from tunesmith.data.render import (
     template_supports_tools,
 )
 from tunesmith.errors import TunesmithError
-from tunesmith.ids import new_id
 from tunesmith.infer.engine import Engine
-from tunesmith.infer.sampling import SamplingParams, TokenLogprob
+from tunesmith.infer.sampling import TokenLogprob
 from tunesmith.infer.sequence import Completion, Sequence
 from tunesmith.infer.tools import call_id, parse_tool_calls
 from tunesmith.models.spec import ModelSpec
 
 DEFAULT_MAX_TOKENS = 2048
+
+
+async def create(
+    request: Request, engine: Engine, spec: ModelSpec, req: ChatCompletionRequest
+) -> dict | StreamingResponse:
+    """The chat completion, whole or as a stream of chunks."""
+    prep = await run_in_threadpool(prepare, engine, spec, req)
+    if req.stream:
+        head = serving.head("chatcmpl-", "chat.completion.chunk", req.model)
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+
+        def chunks(index: int, seq: Sequence) -> AsyncIterator[dict]:
+            return _chunks(engine, prep, req.logprobs, index, seq)
+
+        return serving.stream(engine, prep.work, head, chunks, include_usage)
+    head = serving.head("chatcmpl-", "chat.completion", req.model)
+    return await serving.complete(
+        request, engine, prep.work, head, lambda i, done: _choice(prep, i, done, req.logprobs)
+    )
 
 
 def _text(content: str | list[dict] | None, index: int) -> str | None:
@@ -49,34 +67,36 @@ def _text(content: str | list[dict] | None, index: int) -> str | None:
 def to_messages(messages: list[ChatMessage]) -> list[Message]:
     out = []
     for i, m in enumerate(messages):
-        calls = None
-        raw_calls = m.tool_calls or (
-            [{"id": call_id(), "function": m.function_call}] if m.function_call else None
-        )
-        if raw_calls:
-            calls = [
-                ToolCall(id=c.get("id"), function=FunctionCall(**c["function"])) for c in raw_calls
-            ]
         role = "tool" if m.role == "function" else m.role
         out.append(
             Message(
                 role=role,
                 content=_text(m.content, i),
                 name=m.name if role != "tool" else None,
-                tool_calls=calls,
+                tool_calls=_calls(m),
                 tool_call_id=m.tool_call_id,
             )
         )
     return out
 
 
+def _calls(m: ChatMessage) -> list[ToolCall] | None:
+    """An assistant's earlier calls; a legacy `function_call` becomes one tool call."""
+    if m.tool_calls:
+        return [
+            ToolCall(id=c.id, function=FunctionCall(**c.function.model_dump()))
+            for c in m.tool_calls
+        ]
+    if m.function_call:
+        return [ToolCall(id=call_id(), function=FunctionCall(**m.function_call.model_dump()))]
+    return None
+
+
 @dataclass
 class Prepared:
-    """A request made ready for the engine."""
+    """A chat request made ready for the engine, and what it takes to read the answers."""
 
-    spec: ModelSpec
-    prompt_ids: list[int]
-    params: list[SamplingParams]  # one per choice
+    work: serving.Work
     prefix: str  # text forced at the start of the answer (tool_choice), part of the output
     suffix: str  # text that closes a guided tool call once its arguments are complete
     tool_names: set[str] | None  # None: tools are not in play
@@ -93,6 +113,7 @@ def _forced_prefix(req: ChatCompletionRequest, hermes: bool) -> str:
 
 
 def prepare(engine: Engine, spec: ModelSpec, req: ChatCompletionRequest) -> Prepared:
+    """Messages to prompt tokens, tools to guided decoding; blocking (tokenizer, model load)."""
     tokenizer = engine.tokenizer(spec)
     tools = (
         [t.model_dump(exclude_none=True) for t in req.tools or []]
@@ -103,21 +124,18 @@ def prepare(engine: Engine, spec: ModelSpec, req: ChatCompletionRequest) -> Prep
         not template_supports_tools(tokenizer) or TOOL_CALL_OPEN in (tokenizer.chat_template or "")
     )
     prefix = _forced_prefix(req, hermes)
-    prompt_ids = encode_prompt(tokenizer, to_messages(req.messages), tools or None)
+    prompt_ids = _encode(tokenizer, spec, req, tools)
     if prefix:
         prompt_ids += tokenizer(prefix, add_special_tokens=False)["input_ids"]
-    context = engine.context_length(spec)
-    if len(prompt_ids) >= context:
-        raise TunesmithError(
-            f"The prompt is {len(prompt_ids)} tokens; {spec.name} reads at most {context}.",
-            "Shorten the messages.",
-            param="messages",
-            code="context_length_exceeded",
-        )
-    limit = req.max_completion_tokens or req.max_tokens or DEFAULT_MAX_TOKENS
-    params = sampling_params(
+    limits = engine.limits(spec)
+    requested = req.max_completion_tokens or req.max_tokens or DEFAULT_MAX_TOKENS
+    budget = serving.answer_budget(
+        limits, spec, len(prompt_ids), requested, "The prompt", "messages"
+    )
+    params = serving.sampling_params(
         req,
-        min(limit, context - len(prompt_ids)),
+        limits,
+        budget,
         logprobs=req.logprobs,
         top_logprobs=req.top_logprobs or 0,
         guide=_guide(req, prefix),
@@ -126,27 +144,20 @@ def prepare(engine: Engine, spec: ModelSpec, req: ChatCompletionRequest) -> Prep
             req.tool_choice.function.name if isinstance(req.tool_choice, ToolChoiceNamed) else None
         ),
     )
+    work = serving.Work(spec, [(prompt_ids, p) for p in params], len(prompt_ids))
     names = {t["function"]["name"] for t in tools} if tools else None
     suffix = "}" + TOOL_CALL_CLOSE if prefix else ""
-    return Prepared(spec, prompt_ids, params, prefix, suffix, names, tokenizer)
+    return Prepared(work, prefix, suffix, names, tokenizer)
 
 
-def sampling_params(req: DecodingRequest, max_tokens: int, **extra) -> list[SamplingParams]:
-    """One SamplingParams per choice (n); with a seed, choice i samples with seed + i."""
-    base = SamplingParams(
-        max_tokens=max_tokens,
-        temperature=req.temperature,
-        top_p=req.top_p,
-        stop=list(req.stop or []),
-        seed=req.seed,
-        presence_penalty=req.presence_penalty,
-        frequency_penalty=req.frequency_penalty,
-        logit_bias={int(k): v for k, v in (req.logit_bias or {}).items()},
-        **extra,
-    )
-    if req.seed is None:
-        return [base] * req.n
-    return [replace(base, seed=req.seed + i) for i in range(req.n)]
+def _encode(tokenizer, spec: ModelSpec, req: ChatCompletionRequest, tools: list[dict]) -> list[int]:
+    try:
+        return encode_prompt(tokenizer, to_messages(req.messages), tools or None)
+    except TemplateError as exc:  # the template's raise_exception: it refuses this conversation
+        raise TunesmithError(
+            f"The chat template of {spec.name} refuses these messages: {exc}",
+            param="messages",
+        ) from exc
 
 
 def _guide(req: ChatCompletionRequest, prefix: str) -> str | None:
@@ -203,122 +214,42 @@ def _choice(prep: Prepared, index: int, done: Completion, logprobs: bool) -> dic
     }
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0},
-    }
+async def _chunks(
+    engine: Engine, prep: Prepared, logprobs: bool, index: int, seq: Sequence
+) -> AsyncIterator[dict]:
+    """One choice's chunks: the role, then content deltas (or the tool calls, known only once
+    the answer is whole), then the finish reason."""
+    yield _delta(index, {"role": "assistant", "content": "", "refusal": None})
+    if prep.tool_names is not None:
+        for chunk in _tool_chunks(prep, index, await engine.wait_async(seq)):
+            yield chunk
+        return
+    async for delta in engine.stream_async(seq):
+        lp = logprobs_json(prep.tokenizer, delta.logprobs) if logprobs else None
+        if delta.text or lp:
+            yield _delta(index, {"content": delta.text}, logprobs=lp)
+        if delta.finish_reason:
+            yield _delta(index, {}, delta.finish_reason)
 
 
-def submit(engine: Engine, prep: Prepared) -> list[Sequence]:
-    return [engine.submit(prep.spec, prep.prompt_ids, p) for p in prep.params]
+def _delta(
+    index: int, delta: dict, finish: str | None = None, logprobs: dict | None = None
+) -> dict:
+    return {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
 
 
-def respond(engine: Engine, prep: Prepared, req: ChatCompletionRequest) -> dict:
-    seqs = submit(engine, prep)
-    try:
-        done = [engine.wait(s) for s in seqs]
-    finally:
-        for s in seqs:
-            s.cancel()
-    return {
-        "id": new_id("chatcmpl-"),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": req.model,
-        "system_fingerprint": "tunesmith",
-        "choices": [_choice(prep, i, d, req.logprobs) for i, d in enumerate(done)],
-        "usage": usage(len(prep.prompt_ids), sum(d.completion_tokens for d in done)),
-    }
-
-
-def sse(data: dict | str) -> str:
-    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
-
-
-def stream(engine: Engine, prep: Prepared, req: ChatCompletionRequest) -> Iterator[str]:
-    """SSE chunks: role first, then content (or tool-call) deltas, a finish chunk per choice,
-    the usage chunk when asked, then `[DONE]`. A failure mid-stream is sent as an error event."""
-    seqs = submit(engine, prep)
-    include_usage = bool(req.stream_options and req.stream_options.include_usage)
-    head = {
-        "id": new_id("chatcmpl-"),
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": req.model,
-        "system_fingerprint": "tunesmith",
-    }
-    extra = {"usage": None} if include_usage else {}
-
-    def chunk(index: int, delta: dict, finish: str | None = None, logprobs=None) -> str:
-        choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
-        return sse({**head, "choices": [choice], **extra})
-
-    try:
-        completion_tokens = 0
-        for index, seq in enumerate(seqs):
-            yield chunk(index, {"role": "assistant", "content": "", "refusal": None})
-            if prep.tool_names is not None:  # tool calls are known only once the answer is whole
-                yield from _tool_chunks(engine, prep, seq, index, chunk)
-            else:
-                for delta in engine.stream(seq):
-                    lp = logprobs_json(prep.tokenizer, delta.logprobs) if req.logprobs else None
-                    if delta.text or lp:
-                        yield chunk(index, {"content": delta.text}, logprobs=lp)
-                    if delta.finish_reason:
-                        yield chunk(index, {}, delta.finish_reason)
-            completion_tokens += seq.completion().completion_tokens
-        if include_usage:
-            yield sse(
-                {**head, "choices": [], "usage": usage(len(prep.prompt_ids), completion_tokens)}
-            )
-        yield sse("[DONE]")
-    except TunesmithError as exc:
-        yield sse(exc.to_openai())
-    except Exception as exc:  # the stream has started: report in-band, the SDK raises APIError
-        yield sse(
-            {
-                "error": {
-                    "message": f"generation failed: {exc}",
-                    "type": "server_error",
-                    "param": None,
-                    "code": None,
-                }
-            }
-        )
-    finally:
-        for s in seqs:
-            s.cancel()  # a client that went away frees its batch rows
-
-
-def _tool_chunks(engine: Engine, prep: Prepared, seq: Sequence, index: int, chunk) -> Iterator[str]:
-    done = engine.wait(seq)
+def _tool_chunks(prep: Prepared, index: int, done: Completion) -> Iterator[dict]:
     choice = _choice(prep, index, done, False)
     calls = choice["message"].get("tool_calls")
     if not calls:
         if choice["message"]["content"]:
-            yield chunk(index, {"content": choice["message"]["content"]})
-        yield chunk(index, {}, choice["finish_reason"])
+            yield _delta(index, {"content": choice["message"]["content"]})
+        yield _delta(index, {}, choice["finish_reason"])
         return
     for i, call in enumerate(calls):
         function = call["function"]
-        yield chunk(
-            index,
-            {
-                "tool_calls": [
-                    {
-                        "index": i,
-                        "id": call["id"],
-                        "type": "function",
-                        "function": {"name": function["name"], "arguments": ""},
-                    }
-                ]
-            },
-        )
-        yield chunk(
-            index, {"tool_calls": [{"index": i, "function": {"arguments": function["arguments"]}}]}
-        )
-    yield chunk(index, {}, "tool_calls")
+        head = {"index": i, "id": call["id"], "type": "function"}
+        yield _delta(index, {"tool_calls": [{**head, "function": {**function, "arguments": ""}}]})
+        arguments = {"arguments": function["arguments"]}
+        yield _delta(index, {"tool_calls": [{"index": i, "function": arguments}]})
+    yield _delta(index, {}, "tool_calls")

@@ -222,10 +222,8 @@ def _boundary(content_type: str | None) -> bytes:
 
 async def receive_upload(request: Request, files: Files, max_bytes: int) -> FileRow:
     """Parse the request body piece by piece into a stored file; refuse it with 413 as soon as
-    its Content-Length, or the file bytes received so far, pass `max_bytes`."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes + FORM_OVERHEAD:
-        raise too_large(max_bytes)
+    the file bytes received so far pass `max_bytes`. (The guard has already refused a declared
+    Content-Length past `max_bytes + FORM_OVERHEAD`, and meters the whole form to that.)"""
     boundary = _boundary(request.headers.get("content-type"))
     form = UploadForm(files, max_bytes)
     try:

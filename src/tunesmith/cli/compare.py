@@ -39,7 +39,7 @@ def train_now(config) -> str:
     from tunesmith.train.config import SFTConfig
 
     job = submit(store(), SFTConfig(data=config.train, model=config.model, seed=config.seed))
-    follow(job.id)
+    follow(job.id)  # a stopped job exits here (130), as `tunesmith train` does
     return store().jobs.get(job.id).fine_tuned_model
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -9,6 +10,7 @@ import typer
 from tunesmith.cli.console import err
 
 LOOPBACK = "127.0.0.1"
+WILDCARDS = (None, "0.0.0.0", "::")
 
 
 def serve_command(
@@ -25,6 +27,28 @@ def serve_command(
         int, typer.Option(min=0, help="Training processes (jobs run one per worker).")
     ] = 1,
     max_batch: Annotated[int, typer.Option(min=1, help="Chat requests decoded together.")] = 16,
+    model_dir: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--model-dir",
+            help="Let clients name model folders under this folder (repeat for several). Also "
+            "TUNESMITH_MODEL_DIRS. Without it, only built-in and fine-tuned models are served.",
+        ),
+    ] = None,
+    hub_models: Annotated[
+        bool, typer.Option(help="Let clients name Hugging Face hub ids (downloaded on use).")
+    ] = False,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="Also answer requests for this Host name (repeat for several; `*` for any), "
+            "e.g. behind a proxy. Also TUNESMITH_ALLOWED_HOSTS.",
+        ),
+    ] = None,
+    public_docs: Annotated[
+        bool, typer.Option(help="Serve /docs and /openapi.json without a key.")
+    ] = False,
 ) -> None:
     """Serve OpenAI's fine-tuning and chat API for the official `openai` SDK, unchanged.
 
@@ -36,8 +60,17 @@ def serve_command(
     from tunesmith.settings import get_settings
 
     settings = get_settings()
-    if api_key:
-        settings = settings.model_copy(update={"api_keys": api_key})
+    hosts = allowed_host or settings.allowed_hosts
+    # The name bound to is a name clients put in Host; the wildcard addresses are no one's name.
+    flags = {
+        "api_keys": api_key,
+        "model_dirs": model_dir,
+        "hub_models": hub_models,
+        "public_docs": public_docs,
+        "allowed_hosts": hosts if host in WILDCARDS else [*hosts, host],
+    }
+    # A flag given overrides its TUNESMITH_* variable; one not given leaves it be.
+    settings = settings.model_copy(update={k: v for k, v in flags.items() if v})
     if not settings.api_keys:
         if host is None:
             err.print(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ import typer
 from tunesmith.cli.console import out
 from tunesmith.cli.options import config_parameters, overrides_from_flags
 from tunesmith.errors import TunesmithError
+from tunesmith.store.lifecycle import Runner
 from tunesmith.train.config import SFTConfig
 
 HELP = """Fine-tune a model on your data (SFT, LoRA by default), in the foreground.
@@ -37,93 +36,52 @@ def train_command(
         out.print(dump_yaml(load_config(config, overrides)), end="", markup=False, highlight=False)
         return
     if resume:
+        from tunesmith.jobs.service import claim_to_resume
+
         if overrides.get("data") or overrides.get("validation"):
             _refuse_changed_data(resume, overrides)
-        _resume(resume)
+        follow(claim_to_resume(store(), resume).id)
         return
-    cfg = _load(config, overrides)
-    job = submit(store(), cfg)
-    follow(job.id)
-
-
-def _load(config: Path | None, overrides: dict) -> SFTConfig:
     from tunesmith.train.config import load_config
 
-    cfg = load_config(config, overrides)
-    if cfg.data is None:
-        raise TunesmithError(
-            "No training data given.",
-            "Pass --data train.jsonl (or set `data:` in the --config YAML).",
-            param="data",
-        )
-    return cfg
+    follow(submit(store(), load_config(config, overrides)).id)
 
 
 def submit(store, cfg: SFTConfig):
-    """Check the data (refusing bad data with the full report), store canonical copies of the
-    files, and create a queued job."""
+    """Check the data (refusing bad data with the full report), store the files, and create a
+    job claimed by this process: no server worker can take it before `follow` runs it."""
     from tunesmith.cli.report import render_report
-    from tunesmith.data.checks import check
-    from tunesmith.data.readers import read
-    from tunesmith.data.split import write_jsonl
-    from tunesmith.jobs.service import create_job, validate_files
-    from tunesmith.models.loading import load_tokenizer
+    from tunesmith.errors import DataError
+    from tunesmith.jobs.service import submit_here
 
-    # Each file is read once: the check and the stored canonical copy use the same records.
-    results = [read(path, mapping=cfg.mapping) for path in filter(None, (cfg.data, cfg.validation))]
-    tokenizer = load_tokenizer(store.models.resolve(cfg.model))
-    report = check(
-        results[0],
-        tokenizer,
-        max_length=cfg.max_length,
-        validation=results[1] if len(results) > 1 else None,
-        n_epochs=cfg.epochs,
-        method="supervised",
-    )
-    render_report(report, out, brief=report.ok)
-    report.raise_for_errors()
-    file_ids = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for result in results:
-            name = Path(result.file).stem + ".jsonl"  # stored as canonical chat JSONL
-            canonical = write_jsonl(result.records, Path(tmp) / name)
-            file_ids.append(store.files.add_path(canonical, "fine-tune", name).id)
-    job = create_job(
-        store,
-        cfg,
-        training_file=file_ids[0],
-        validation_file=file_ids[1] if len(file_ids) > 1 else None,
-        seed=cfg.seed,
-    )
-    return validate_files(store, job, report)
+    try:
+        submitted = submit_here(store, cfg)
+    except DataError as exc:
+        render_report(exc.report, out, brief=False)
+        raise
+    render_report(submitted.report, out, brief=True)
+    return submitted.job
 
 
-def follow(job_id: str, resume: bool = False) -> None:
-    """Run a queued (or resumable) job here, with a progress bar and clean Ctrl-C."""
+def follow(job_id: str) -> None:
+    """Train a job this process has claimed, with a progress bar and a clean Ctrl-C."""
     from tunesmith.cli.progress import stop_on_signals, training_bar
     from tunesmith.cli.store import store
-    from tunesmith.jobs.control import stop_reason
+    from tunesmith.jobs.service import run_claimed
     from tunesmith.models import threads
-    from tunesmith.train.run import run
 
-    allowed = {"queued"} if not resume else {"cancelled", "paused", "failed", "queued"}
-    job = store().jobs.transition(
-        job_id, "running", allowed_from=allowed, error=None, worker_pid=os.getpid()
-    )
+    job = store().jobs.get(job_id)
     out.print(f"Job [bold]{job.id}[/] running; run folder {job.run_dir}")
     with stop_on_signals() as stop, training_bar(job.id) as report:
         # Training runs on the torch thread; this thread keeps the signals and the bar.
         try:
             job = threads.call(
-                lambda: run(
-                    job_id,
+                lambda: run_claimed(
                     store(),
+                    job_id,
+                    Runner.here(),
                     progress=report,
-                    # Ctrl-C here, or a cancel/pause through the API (read each step).
-                    stop_requested=lambda: (
-                        "cancel" if stop.is_set() else stop_reason(store(), job_id)
-                    ),
-                    resume=resume,
+                    stop_requested=lambda: "cancel" if stop.is_set() else None,
                 )
             )
         except KeyboardInterrupt:  # a second Ctrl-C: leave no job `running` behind
@@ -137,13 +95,10 @@ def _abandon(job_id: str) -> None:
     from tunesmith.train import events as ev
 
     reason = "interrupted by a second Ctrl-C before a checkpoint was saved"
-    store().events.add(job_id, ev.FAILED.format(reason=reason), level="error")
-    store().jobs.transition(
-        job_id,
-        "failed",
-        allowed_from={"running"},
-        error={"code": "interrupted", "message": reason, "param": None},
-    )
+    error = {"code": "interrupted", "message": reason, "param": None}
+    if store().jobs.lifecycle.move(job_id, "failed", only_from={"running"}, error=error):
+        store().events.add(job_id, ev.FAILED.format(reason=reason), level="error")
+    store().jobs.release(job_id, Runner.here())
 
 
 def _summary(job) -> None:
@@ -161,30 +116,15 @@ def _summary(job) -> None:
     raise typer.Exit(130)  # stopped by a signal, cleanly: the shell convention for Ctrl-C
 
 
-def _resume(job_id: str) -> None:
-    from tunesmith.cli.store import store
-
-    job = store().jobs.get(job_id)
-    if job.status not in ("cancelled", "paused", "failed"):
-        raise TunesmithError(
-            f"Job {job_id} is {job.status}; only a cancelled, paused or failed job can resume.",
-            param="resume",
-        )
-    follow(job_id, resume=True)
-
-
 def _refuse_changed_data(job_id: str, overrides: dict) -> None:
-    """`--resume` with --data must name the very data the job trained on."""
+    """`--resume` with --data must name the very data the job trained on (the stored copy keeps
+    the file's bytes, so the bytes are compared)."""
     import hashlib
 
     from tunesmith.cli.store import store
-    from tunesmith.data.readers import read
-    from tunesmith.data.split import write_jsonl
 
     job = store().jobs.get(job_id)
-    with tempfile.TemporaryDirectory() as tmp:
-        canonical = write_jsonl(read(Path(overrides["data"])).records, Path(tmp) / "data.jsonl")
-        given = hashlib.sha256(canonical.read_bytes()).hexdigest()
+    given = hashlib.sha256(Path(overrides["data"]).read_bytes()).hexdigest()
     stored = hashlib.sha256(
         Path(store().files.get(job.training_file).path).read_bytes()
     ).hexdigest()

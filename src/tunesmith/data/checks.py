@@ -230,7 +230,7 @@ def overlap_issues(train: ReadResult, valid: ReadResult) -> list[Issue]:
         make_issue(
             "validation_overlap",
             f"This validation example is also in the training file (line "
-            f"{lines[record_key(record)]}), so validation loss would flatter the model. Remove "
+            f"{lines[record_key(record)]}), so validation loss flatters the model. Remove "
             "it from one of the two files.",
             file=valid.file,
             line=record.line,

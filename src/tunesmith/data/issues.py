@@ -28,7 +28,8 @@ KINDS: dict[str, tuple[Severity, str]] = {
     "wrong_method": ("error", "chat examples given for DPO, or preference pairs for SFT"),
     "too_few_examples": ("error", "fewer training examples than OpenAI's minimum of 10"),
     "too_long": ("error", "an example is longer than max_length tokens and would be truncated"),
-    "validation_overlap": ("error", "a validation example also appears in the training file"),
+    # A warning, as on OpenAI: its cookbook flow shares an example between the two files and runs.
+    "validation_overlap": ("warning", "a validation example also appears in the training file"),
     "duplicate": ("warning", "an example is an exact copy of an earlier one"),
     "identical_preference": ("warning", "a DPO pair whose two answers are the same"),
     "no_system_message": ("warning", "examples without a system message (counted, not per line)"),

@@ -3,13 +3,14 @@ batches every request of the same base model continuously, on the process's torc
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import hashlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -41,9 +42,21 @@ class Loaded:
     lane: Lane | None = None
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What a request to one model must fit in."""
+
+    context: int  # prompt plus answer, in tokens
+    vocab: int  # token ids in [0, vocab) are ones the model scores and the tokenizer decodes
+
+
+Run = tuple[list[int], SamplingParams]  # one sequence to generate: prompt token ids, settings
+
+
 class Engine:
-    """Thread-safe front: `submit` from any thread. Loading and decoding run on the torch thread
-    (models/threads.py): the scheduler loop is queued there whenever there is work."""
+    """Thread-safe front: `submit` from any thread, `submit_async` from a coroutine. Loading and
+    decoding run on the torch thread (models/threads.py): the scheduler loop is queued there
+    whenever there is work."""
 
     IDLE_SECONDS = 0.2  # an idle loop gives the torch thread back to other work this soon
 
@@ -122,10 +135,12 @@ class Engine:
             loaded.lane.model = loaded.model
         loaded.adapters[folder] = name
 
-    def context_length(self, spec: ModelSpec) -> int:
+    def limits(self, spec: ModelSpec) -> Limits:
         loaded, _ = self.load(spec)
         config = getattr(loaded.model, "config", None)
-        return int(getattr(config, "max_position_embeddings", 2048) or 2048)
+        context = int(getattr(config, "max_position_embeddings", 2048) or 2048)
+        scored = int(getattr(config, "vocab_size", 0) or len(loaded.tokenizer))
+        return Limits(context=context, vocab=min(scored, len(loaded.tokenizer)))
 
     def tokenizer(self, spec: ModelSpec):
         from tunesmith.models.loading import load_tokenizer
@@ -134,23 +149,58 @@ class Engine:
 
     # --- requests --------------------------------------------------------------------------------
     def submit(self, spec: ModelSpec, prompt_ids: list[int], params: SamplingParams) -> Sequence:
-        loaded, adapter = self.load(spec)
-        seq = Sequence(prompt_ids, params, adapter, loaded.tokenizer, loaded.stop_ids)
-        self._waiting.put((loaded, seq))
+        """Queue one request; read it with `stream` or `wait` (from a plain thread)."""
+        return self._on_torch_thread(lambda: self._enqueue(spec, [(prompt_ids, params)], None))[0]
+
+    async def submit_async(self, spec: ModelSpec, runs: list[Run]) -> list[Sequence]:
+        """Queue requests from a coroutine, all in one hop to the torch thread; the event loop
+        waits for it without blocking. Read them with `stream_async` or `wait_async`."""
+        loop = asyncio.get_running_loop()
+        future = self._torch_future(lambda: self._enqueue(spec, runs, loop))
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:  # the caller left during the hop: drop what got queued
+            future.add_done_callback(_cancel_queued)
+            raise
+
+    def _enqueue(
+        self, spec: ModelSpec, runs: list[Run], loop: asyncio.AbstractEventLoop | None
+    ) -> list[Sequence]:
+        """On the torch thread: the model is loaded (or an adapter attached) between steps, and a
+        guide's token table is built here, not on an event loop."""
+        if any(not ids for ids, _ in runs):
+            raise TunesmithError("A prompt needs at least one token.", param="prompt")
+        loaded, adapter = self._load_now(spec)
+        seqs = [
+            Sequence(ids, params, adapter, loaded.tokenizer, loaded.stop_ids, loop)
+            for ids, params in runs
+        ]
+        for seq in seqs:
+            self._waiting.put((loaded, seq))
         self._kick()
-        return seq
+        return seqs
 
     def stream(self, seq: Sequence) -> Iterator[Delta]:
         while True:
-            item = seq.deltas.get()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-            if item.finish_reason is not None:
+            delta = _unwrap(seq.deltas.get())
+            yield delta
+            if delta.finish_reason is not None:
+                return
+
+    async def stream_async(self, seq: Sequence) -> AsyncIterator[Delta]:
+        while True:
+            delta = _unwrap(await seq.deltas.get())
+            yield delta
+            if delta.finish_reason is not None:
                 return
 
     def wait(self, seq: Sequence) -> Completion:
         for _ in self.stream(seq):
+            pass
+        return seq.completion()
+
+    async def wait_async(self, seq: Sequence) -> Completion:
+        async for _ in self.stream_async(seq):
             pass
         return seq.completion()
 
@@ -169,10 +219,13 @@ class Engine:
         """Run `fn` between scheduler steps (it may change models the loop is using)."""
         if threads.is_torch_thread():
             return fn()
-        future: Future = Future()
+        return self._torch_future(fn).result()
+
+    def _torch_future(self, fn: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
         self._tasks.put((fn, future))
         self._kick()
-        return future.result()
+        return future
 
     def _kick(self) -> None:
         """Make sure the scheduler loop is queued on the torch thread."""
@@ -194,8 +247,8 @@ class Engine:
             for loaded in busy:  # one step per model in turn: models share the chip fairly
                 try:
                     loaded.lane.step()
-                except Exception as exc:  # a failing step fails its requests, not the engine
-                    log.exception("decode step failed")
+                except Exception as exc:  # the forward pass itself failed (a bug, not bad input:
+                    log.exception("decode step failed")  # a row's own failure stays in its row)
                     loaded.lane.fail_all(exc)
             if busy:
                 continue
@@ -213,6 +266,8 @@ class Engine:
                 fn, future = self._tasks.get_nowait()
             except queue.Empty:
                 return
+            if not future.set_running_or_notify_cancel():  # its caller stopped waiting
+                continue
             try:
                 future.set_result(fn())
             except BaseException as exc:
@@ -227,6 +282,8 @@ class Engine:
                 loaded, seq = self._waiting.get_nowait()
             except queue.Empty:
                 break
+            if seq.cancelled:  # its client left while it waited: no prefill for nobody
+                continue
             lane = loaded.lane
             group = newcomers.setdefault(id(loaded), (loaded, []))[1]
             if len(lane) + len(group) < self.max_batch and (lane.can_merge() or not len(lane)):
@@ -266,3 +323,16 @@ class Engine:
         if not self._running:  # the models are no longer in use: let them go
             self._bases.clear()
             atexit.unregister(self.close)
+
+
+def _unwrap(item: Delta | BaseException) -> Delta:
+    """A failed request's queue holds the error instead of its last delta."""
+    if isinstance(item, BaseException):
+        raise item
+    return item
+
+
+def _cancel_queued(future: Future[list[Sequence]]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        for seq in future.result():
+            seq.cancel()

@@ -7,6 +7,8 @@ cut out. Rows of one batch may use different LoRA adapters (PEFT's `adapter_name
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
@@ -15,6 +17,7 @@ from transformers.cache_utils import DynamicLayer
 from tunesmith.infer.sampling import choose
 from tunesmith.infer.sequence import Sequence
 
+log = logging.getLogger(__name__)
 BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
 
@@ -107,10 +110,18 @@ class Lane:
         return self.cache is None or all(type(layer) is DynamicLayer for layer in self.cache.layers)
 
     def _sample(self, seq: Sequence, logits: torch.Tensor, row: int) -> None:
+        """Pick and take one row's next token. What goes wrong here belongs to that row alone (its
+        sampling settings or its guide), so it fails that request; the batch decodes on and
+        drops the row at the next `drop_finished`."""
         allowed = seq.guide.allows if seq.guide is not None else None
-        token, logprob = choose(logits, seq.generated, seq.params, seq.generator, allowed)
+        try:
+            token, logprob = choose(logits, seq.generated, seq.params, seq.generator, allowed)
+            seq.accept(token, logprob)
+        except Exception as exc:  # any error: a bug in one request must not end the others
+            log.warning("request %s failed while sampling: %r", seq.id, exc)
+            seq.fail(exc)
+            return
         self.last[row] = token
-        seq.accept(token, logprob)
 
     @torch.inference_mode()
     def step(self) -> None:

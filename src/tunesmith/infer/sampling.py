@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+
+from tunesmith.errors import TunesmithError
 
 ALLOWED_CANDIDATES = 64  # guided sampling draws among this many allowed tokens at most
 
@@ -50,17 +53,34 @@ def penalize(logits: torch.Tensor, generated: list[int], params: SamplingParams)
     return logits
 
 
-def _restrict(logits: torch.Tensor, allowed: Callable[[int], bool]) -> torch.Tensor:
-    """Mask every token the guide refuses, trying candidates from the most likely down and
-    stopping once enough are found (checking all 49k tokens each step would be slow)."""
-    masked = torch.full_like(logits, float("-inf"))
-    found = 0
+class NothingAllowed(TunesmithError):
+    """Guided decoding reached a point where the guide allows no token of the vocabulary (e.g. a
+    name in letters no token spells): this request cannot go on, the others in its batch can."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Guided decoding found no token that may come next.",
+            "Check the tool names and schema: each must be writable in the model's vocabulary.",
+        )
+
+
+def _allowed_by_rank(logits: torch.Tensor, allowed: Callable[[int], bool]) -> Iterator[int]:
+    """The tokens the guide allows, most likely first (checking all 49k tokens each step would be
+    slow, so callers stop early). Raises NothingAllowed when there is none."""
+    found = False
     for token in logits.argsort(descending=True).tolist():
         if allowed(token):
-            masked[token] = logits[token]
-            found += 1
-            if found >= ALLOWED_CANDIDATES:
-                break
+            found = True
+            yield token
+    if not found:
+        raise NothingAllowed()
+
+
+def _restrict(logits: torch.Tensor, allowed: Callable[[int], bool]) -> torch.Tensor:
+    """Mask every token the guide refuses, keeping at most ALLOWED_CANDIDATES of the likeliest."""
+    masked = torch.full_like(logits, float("-inf"))
+    for token in itertools.islice(_allowed_by_rank(logits, allowed), ALLOWED_CANDIDATES):
+        masked[token] = logits[token]
     return masked
 
 
@@ -73,11 +93,11 @@ def choose(
 ) -> tuple[int, TokenLogprob | None]:
     """The next token for one sequence from its `[vocab]` logits (fp32)."""
     logits = penalize(logits, generated, params)
+    if allowed is not None and params.temperature <= 0:
+        token = next(_allowed_by_rank(logits, allowed))
+        return token, _logprob(logits, token, params)
     if allowed is not None:
-        logits = _restrict(logits, allowed) if params.temperature > 0 else logits
-        if params.temperature <= 0:
-            token = next(t for t in logits.argsort(descending=True).tolist() if allowed(t))
-            return token, _logprob(logits, token, params)
+        logits = _restrict(logits, allowed)
     if params.temperature <= 0:
         token = int(logits.argmax())
     else:

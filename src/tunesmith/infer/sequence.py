@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import queue
 from dataclasses import dataclass, field
@@ -36,8 +37,15 @@ class Completion:
         return len(self.token_ids)
 
 
+SEED_MODULUS = 2**64  # torch generators take seeds in [-2**63, 2**64): any int is reduced into it
+
+
 class Sequence:
-    """State of one request. Only the scheduler thread mutates it; readers use `deltas`."""
+    """State of one request. Only the scheduler thread mutates it; readers use `deltas`.
+
+    With `loop`, `deltas` is an asyncio.Queue fed on that event loop (a coroutine awaits the next
+    delta without holding a thread); without, a queue.Queue for readers on plain threads.
+    """
 
     def __init__(
         self,
@@ -46,6 +54,7 @@ class Sequence:
         adapter: str | None,
         tokenizer,
         stop_ids: set[int],
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.id = next(_ids)
         self.prompt_ids = prompt_ids
@@ -59,10 +68,13 @@ class Sequence:
         self.sent_chars = 0
         self.sent_tokens = 0
         self.finish_reason: str | None = None
-        self.deltas: queue.Queue[Delta | BaseException] = queue.Queue()
+        self.loop = loop
+        self.deltas: queue.Queue[Delta | BaseException] | asyncio.Queue[Delta | BaseException] = (
+            asyncio.Queue() if loop is not None else queue.Queue()
+        )
         self.generator: torch.Generator | None = None
         if params.seed is not None:
-            self.generator = torch.Generator().manual_seed(params.seed)
+            self.generator = torch.Generator().manual_seed(params.seed % SEED_MODULUS)
         self.guide = None
         if params.guide == "json":
             from tunesmith.infer.json_guide import JsonGuide
@@ -113,7 +125,16 @@ class Sequence:
 
     def fail(self, error: BaseException) -> None:
         self.finish_reason = "error"
-        self.deltas.put(error)
+        self._put(error)
+
+    def _put(self, item: Delta | BaseException) -> None:
+        if self.loop is None:
+            self.deltas.put_nowait(item)
+            return
+        try:
+            self.loop.call_soon_threadsafe(self.deltas.put_nowait, item)
+        except RuntimeError:  # the event loop is closed (server shut down): nobody is reading
+            self.cancel()
 
     def _send(self) -> None:
         """Emit the text that can no longer change: never half a UTF-8 character, never the
@@ -137,7 +158,7 @@ class Sequence:
         )
         self.sent_chars = max(self.sent_chars, ready)
         self.sent_tokens = len(self.generated)
-        self.deltas.put(delta)
+        self._put(delta)
 
     def completion(self) -> Completion:
         assert self.finish_reason is not None

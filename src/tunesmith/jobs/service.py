@@ -1,25 +1,38 @@
-"""Creating a fine-tuning job and validating its files: the same steps for the CLI and the API."""
+"""The one job service: every door (CLI train, demo, compare --train-now, the API, the web UI)
+creates, validates, claims and runs fine-tuning jobs through these functions, never by itself.
+
+A job's life (states.JOB_MOVES): created in `validating_files`; its files are checked; then it is
+either queued for a server worker, or claimed at once by the process that will train it in the
+foreground (so no worker can take it in between); it runs under that runner's lease; the lease is
+given back whatever the ending.
+"""
 
 from __future__ import annotations
 
 import secrets
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunesmith.data.checks import Report, check, summarize
 from tunesmith.errors import TunesmithError
 from tunesmith.models.naming import clean_suffix
+from tunesmith.store.lifecycle import Runner
 from tunesmith.train import events as ev
 from tunesmith.train.config import SFTConfig
 
 if TYPE_CHECKING:
+    from tunesmith.data.readers import ReadResult
     from tunesmith.store import Store
+    from tunesmith.store.files import FileRow
     from tunesmith.store.jobs import JobRow
 
 TRAINABLE_PURPOSES = {"fine-tune"}
 
 
-def _training_file(store: Store, file_id: str, param: str) -> Path:
+# --- files ----------------------------------------------------------------------------------------
+def _training_file(store: Store, file_id: str, param: str) -> FileRow:
     try:
         row = store.files.get(file_id)
     except TunesmithError as exc:
@@ -36,9 +49,23 @@ def _training_file(store: Store, file_id: str, param: str) -> Path:
             param=param,
             code="invalid_file_purpose",
         )
-    return Path(row.path)
+    return row
 
 
+def store_data_file(store: Store, result: ReadResult) -> FileRow:
+    """Keep a copy of a local data file, in its own format (its suffix tells the reader how to
+    read it again). A Hugging Face dataset folder is not one file: it is kept as chat JSONL."""
+    from tunesmith.data.split import write_jsonl
+
+    source = Path(result.file)
+    if source.is_file():
+        return store.files.add_path(source, "fine-tune", source.name)
+    with tempfile.TemporaryDirectory() as tmp:
+        canonical = write_jsonl(result.records, Path(tmp) / f"{source.name}.jsonl")
+        return store.files.add_path(canonical, "fine-tune", canonical.name)
+
+
+# --- creating and validating ----------------------------------------------------------------------
 def create_job(
     store: Store,
     config: SFTConfig,
@@ -86,44 +113,153 @@ def create_job(
     return job
 
 
-def validate_files(store: Store, job: JobRow, report: Report | None = None) -> JobRow:
-    """Check the job's files with its model's tokenizer: queue the job, or fail it with the
-    first problems named (file, line, field)."""
+def check_job_files(store: Store, job: JobRow) -> Report:
+    """The job's files checked with its model's tokenizer, read as their own format."""
     from tunesmith.models.loading import load_tokenizer
 
     config = SFTConfig.model_validate(job.config)
-    if report is None:
-        tokenizer = load_tokenizer(store.models.resolve(config.model))
-        report = check(
-            _training_file(store, job.training_file, "training_file"),
-            tokenizer,
-            max_length=config.max_length,
-            validation=(
-                _training_file(store, job.validation_file, "validation_file")
-                if job.validation_file
-                else None
-            ),
-            method="supervised",
-            n_epochs=config.epochs,
-        )
+    tokenizer = load_tokenizer(store.models.resolve(config.model))
+    validation = job.validation_file
+    return check(
+        Path(_training_file(store, job.training_file, "training_file").path),
+        tokenizer,
+        max_length=config.max_length,
+        validation=(
+            Path(_training_file(store, validation, "validation_file").path) if validation else None
+        ),
+        mapping=config.mapping,
+        method="supervised",
+        n_epochs=config.epochs,
+    )
+
+
+def validate_files(
+    store: Store, job: JobRow, report: Report | None = None, *, claim_for: Runner | None = None
+) -> JobRow:
+    """Check the job's files: fail the job naming the first problems (file, line, field), or
+    queue it, or, with `claim_for`, claim it for that runner at once. Warnings (duplicates, an
+    example shared by both files) become warning events; the job still runs, as on OpenAI."""
+    report = report or check_job_files(store, job)
     if not report.ok:
         first = report.errors[0]
         param = (
             "validation_file" if report.file_label(first) == "validation file" else "training_file"
         )
         error = {
-            "code": "invalid_training_file"
-            if param == "training_file"
-            else "invalid_validation_file",
+            "code": f"invalid_{param}",
             "message": f"The {report.file_label(first)} has {len(report.errors)} error(s): "
             + summarize(report),
             "param": param,
         }
-        job = store.jobs.transition(
-            job.id, "failed", allowed_from={"validating_files"}, error=error
-        )
+        job = store.jobs.move(job.id, "failed", only_from={"validating_files"}, error=error)
         store.events.add(job.id, ev.FAILED.format(reason=error["message"]), level="error")
         return job
-    job = store.jobs.transition(job.id, "queued", allowed_from={"validating_files"})
+    for warning in report.warnings:
+        store.events.add(
+            job.id,
+            f"Warning, {warning.where(report.file_label(warning))}: {warning.message}",
+            level="warn",
+            data=warning.to_dict(),
+        )
+    if claim_for is not None:
+        store.events.add(job.id, ev.VALIDATED_CLAIMED)
+        return store.jobs.claim(job.id, claim_for, only_from={"validating_files"})
+    job = store.jobs.move(job.id, "queued", only_from={"validating_files"})
     store.events.add(job.id, ev.VALIDATED)
     return job
+
+
+@dataclass
+class Submitted:
+    """A job submitted from local files: claimed by this process, with the data's report."""
+
+    job: JobRow
+    report: Report
+
+
+def submit_here(store: Store, cfg: SFTConfig, runner: Runner | None = None) -> Submitted:
+    """Local files → checked → stored in their format → a job claimed by `runner` (this process
+    by default), ready for `run_claimed`. Bad data raises DataError with the full report, and no
+    job is created."""
+    from tunesmith.data.readers import read
+    from tunesmith.models.loading import load_tokenizer
+
+    if cfg.data is None:
+        raise TunesmithError(
+            "No training data given.",
+            "Pass --data train.jsonl (or set `data:` in the --config YAML).",
+            param="data",
+        )
+    # Each file is read once: the check and the stored copy use the same records.
+    results = [read(path, mapping=cfg.mapping) for path in filter(None, (cfg.data, cfg.validation))]
+    report = check(
+        results[0],
+        load_tokenizer(store.models.resolve(cfg.model)),
+        max_length=cfg.max_length,
+        validation=results[1] if len(results) > 1 else None,
+        n_epochs=cfg.epochs,
+        method="supervised",
+    )
+    report.raise_for_errors()
+    stored = [store_data_file(store, result) for result in results]
+    job = create_job(
+        store,
+        cfg,
+        training_file=stored[0].id,
+        validation_file=stored[1].id if len(stored) > 1 else None,
+        seed=cfg.seed,
+    )
+    job = validate_files(store, job, report, claim_for=runner or Runner.here())
+    return Submitted(job, report)
+
+
+# --- running --------------------------------------------------------------------------------------
+def claim_to_resume(store: Store, job_id: str, runner: Runner | None = None) -> JobRow:
+    """`tunesmith train --resume JOB`: claim a paused, cancelled or failed job to continue it
+    here from its last checkpoint. A job another process still runs is refused."""
+    from tunesmith.jobs.recovery import free_if_dead
+
+    job = store.jobs.get(job_id)
+    if job.status not in ("cancelled", "paused", "failed"):
+        raise TunesmithError(
+            f"Job {job_id} is {job.status}; only a cancelled, paused or failed job can resume.",
+            param="resume",
+            code="invalid_job_state",
+        )
+    free_if_dead(store, job)
+    return store.jobs.claim(
+        job_id, runner or Runner.here(), only_from={"cancelled", "paused", "failed"}
+    )
+
+
+def run_claimed(
+    store: Store,
+    job_id: str,
+    runner: Runner,
+    *,
+    progress: ev.ProgressFn | None = None,
+    stop_requested: ev.StopFn | None = None,
+) -> JobRow:
+    """Train a job this runner has claimed, to its end or its stop, then give the lease back.
+
+    `stop_requested` adds the runner's own reasons to stop (Ctrl-C, a server shutting down) to
+    the job's (a cancel or pause through any door, read at each step boundary)."""
+    from tunesmith.jobs.control import stop_reason
+    from tunesmith.train.run import run
+
+    def should_stop() -> str | None:
+        return (stop_requested() if stop_requested else None) or stop_reason(store, job_id)
+
+    resume = store.checkpoints.latest(job_id) is not None
+    try:
+        return run(job_id, store, progress=progress, stop_requested=should_stop, resume=resume)
+    finally:
+        store.jobs.release(job_id, runner)
+
+
+def run_next(store: Store, runner: Runner, stop_requested: ev.StopFn) -> JobRow | None:
+    """A worker's turn: claim the oldest queued job and train it; None when the queue is empty."""
+    job = store.jobs.claim_next(runner)
+    if job is None:
+        return None
+    return run_claimed(store, job.id, runner, stop_requested=stop_requested)

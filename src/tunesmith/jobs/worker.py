@@ -1,44 +1,36 @@
-"""Workers: child processes that claim queued jobs and train them, watched by a Supervisor.
+"""Workers: child processes that claim queued jobs (and comparisons) and run them, watched by a
+Supervisor.
 
 Training runs in a child process so the server stays responsive and a crash (or the OOM killer)
-fails that one job, not the server. The Supervisor also validates new jobs' files in a thread,
-and on start recovers jobs that a previous server left `running`.
+costs that one job an attempt, not the server. The Supervisor validates new jobs' files in a
+separate process with a memory limit (jobs/validation.py), and recovers what a dead runner left.
+Comparisons are run by a function passed in from above (evals/ sits above jobs/).
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
-import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tunesmith.errors import TunesmithError
 from tunesmith.settings import Settings
+from tunesmith.store.lifecycle import Runner
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
     from tunesmith.store import Store
+    from tunesmith.store.comparisons import ComparisonRow
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 60  # a CPU step plus a checkpoint save fit in this
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
+ComparisonRunner = Callable[["Store", "ComparisonRow", Runner, Callable[[], bool]], None]
 
 
 def _die_with_parent() -> None:
@@ -52,12 +44,12 @@ def _die_with_parent() -> None:
         pass
 
 
-def worker_main(settings: dict) -> None:
-    """A worker process: claim the oldest queued job, train it, repeat until told to stop."""
+def worker_main(settings: dict, run_comparison: ComparisonRunner | None) -> None:
+    """A worker process: claim the oldest queued job (else comparison), run it, repeat until
+    told to stop. SIGTERM stops a job at its next step boundary and puts it back in the queue."""
+    from tunesmith.jobs.service import run_next
     from tunesmith.logs import quiet_libraries
-    from tunesmith.jobs.control import stop_reason
     from tunesmith.store import open_store
-    from tunesmith.train.run import run
 
     quiet_libraries()
     stop = threading.Event()
@@ -65,52 +57,52 @@ def worker_main(settings: dict) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on the server is the server's to handle
     store = open_store(Settings(**settings))
+    runner = Runner.here()
     while not stop.is_set():
-        job = store.jobs.claim_next(os.getpid())
-        if job is None:
-            comparison = store.comparisons.claim_next(os.getpid())
-            if comparison is not None:
-                from tunesmith.jobs.comparisons import run_queued_comparison
-
-                run_queued_comparison(store, comparison)
-                continue
-            stop.wait(POLL_SECONDS)
-            continue
-        resume = store.checkpoints.latest(job.id) is not None
         try:
-            run(
-                job.id,
-                store,
-                stop_requested=lambda j=job.id: (
-                    "requeue" if stop.is_set() else stop_reason(store, j)
-                ),
-                resume=resume,
-            )
+            if run_next(store, runner, lambda: "requeue" if stop.is_set() else None) is not None:
+                continue
         except TunesmithError as exc:  # already recorded on the job
-            log.warning("job %s: %s", job.id, exc)
-        except Exception:
-            log.exception("job %s failed", job.id)
+            log.warning("%s", exc)
+            continue
+        except Exception:  # recorded on the job too, as an internal error; the worker goes on
+            log.exception("a job failed")
+            continue
+        comparison = store.comparisons.claim_next(runner) if run_comparison else None
+        if comparison is not None:
+            run_comparison(store, comparison, runner, stop.is_set)
+            continue
+        stop.wait(POLL_SECONDS)
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, workers: int = 1) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        workers: int = 1,
+        run_comparison: ComparisonRunner | None = None,
+    ) -> None:
         self.settings = settings
         self.n_workers = workers
+        self.run_comparison = run_comparison
         self.processes: list[BaseProcess] = []
-        self._to_validate: queue.Queue[str] = queue.Queue()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.store: Store | None = None
+        self.validator = None
 
     def start(self) -> None:
+        from tunesmith.jobs.recovery import recover
+        from tunesmith.jobs.validation import Validator
         from tunesmith.store import open_store
 
         self.store = open_store(self.settings)
-        self.recover()
-        for target in (self._validate_loop, self._watch_loop):
-            thread = threading.Thread(target=target, daemon=True, name=target.__name__)
-            thread.start()
-            self._threads.append(thread)
+        self.validator = Validator(self.settings, self.store)
+        for job_id in recover(self.store):
+            self.validator.submit(job_id)
+        thread = threading.Thread(target=self._watch_loop, daemon=True, name="watch-workers")
+        thread.start()
+        self._threads.append(thread)
         for _ in range(self.n_workers):
             self.processes.append(self._spawn())
 
@@ -119,99 +111,42 @@ class Supervisor:
         ctx = multiprocessing.get_context("spawn")
         process = ctx.Process(
             target=worker_main,
-            args=(self.settings.model_dump(mode="json"),),
+            args=(self.settings.model_dump(mode="json"), self.run_comparison),
             name="tunesmith-worker",
         )
         process.start()
         return process
 
-    # --- validation ------------------------------------------------------------------------------
     def validate_soon(self, job_id: str) -> None:
-        self._to_validate.put(job_id)
+        assert self.validator is not None, "start() first"
+        self.validator.submit(job_id)
 
-    def _validate_loop(self) -> None:
-        from tunesmith.jobs.service import validate_files
-
-        while not self._stopping.is_set():
-            try:
-                job_id = self._to_validate.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                continue
-            job = self.store.jobs.get(job_id)
-            if job.status != "validating_files":  # cancelled meanwhile
-                continue
-            try:
-                validate_files(self.store, job)
-            except TunesmithError as exc:
-                if exc.code == "invalid_job_state":  # cancelled while its files were checked
-                    continue
-                self._fail(job_id, exc.code or "invalid_training_file", str(exc), exc.param)
-            except Exception as exc:
-                log.exception("validating %s failed", job_id)
-                self._fail(job_id, "internal_error", f"validation failed: {exc}", None)
-
-    def _fail(self, job_id: str, code: str, message: str, param: str | None) -> None:
-        from tunesmith.store.jobs import FINAL
-        from tunesmith.train import events as ev
-
-        if self.store.jobs.get(job_id).status in FINAL:  # e.g. cancelled while validating
-            return
-        self.store.events.add(job_id, ev.FAILED.format(reason=message), level="error")
-        self.store.jobs.transition(
-            job_id,
-            "failed",
-            allowed_from={"validating_files", "queued", "running"},
-            error={"code": code, "message": message, "param": param},
-        )
-
-    # --- crashes and restarts --------------------------------------------------------------------
+    # --- crashes ---------------------------------------------------------------------------------
     def _watch_loop(self) -> None:
+        """Every second: a dead worker's job and comparison are recovered, and it is replaced.
+        A fault here (a locked database) is logged and retried, never the end of the watch."""
         while not self._stopping.wait(1.0):
-            for i, process in enumerate(self.processes):
-                if process.is_alive() or self._stopping.is_set():
-                    continue
-                self._orphaned(
-                    process.pid, f"the training process exited with code {process.exitcode}"
-                )
-                self.processes[i] = self._spawn()
+            try:
+                self._replace_dead_workers()
+            except Exception:
+                log.exception("watching the workers failed; retrying")
 
-    def _orphaned(self, pid: int | None, why: str) -> None:
-        for job in self.store.jobs.with_status("running"):
-            if job.worker_pid == pid:
-                self._fail(job.id, "worker_crashed", f"{why}; the server keeps running", None)
+    def _replace_dead_workers(self) -> None:
+        from tunesmith.jobs.recovery import comparison_runner_died, runner_died
 
-    def recover(self) -> None:
-        """Jobs left `running` by a process that is gone resume from their last checkpoint, or
-        fail if they have none; never stay `running`. Unvalidated jobs are validated again."""
-        for job in self.store.jobs.with_status("running"):
-            if pid_alive(job.worker_pid) and job.worker_pid != os.getpid():
-                continue  # e.g. `tunesmith train` running in a terminal
-            latest = self.store.checkpoints.latest(job.id)
-            if latest is None:
-                self._fail(
-                    job.id,
-                    "interrupted",
-                    "the process training this job stopped before its first checkpoint",
-                    None,
-                )
+        assert self.store is not None
+        for i, process in enumerate(self.processes):
+            if process.is_alive() or self._stopping.is_set():
                 continue
-            self.store.events.add(
-                job.id,
-                f"The process training this job stopped; resuming from the checkpoint at step "
-                f"{latest.step_number}",
-                level="warn",
-            )
-            self.store.jobs.transition(job.id, "queued", allowed_from={"running"})
-        for job in self.store.jobs.with_status("validating_files"):
-            self.validate_soon(job.id)
-        for row in self.store.comparisons.with_status("running"):
-            if not pid_alive(row.worker_pid):  # comparisons have no checkpoints: run again
-                self.store.comparisons.event(
-                    row.id, "The process running this comparison stopped; it runs again"
-                )
-                self.store.execute(
-                    "UPDATE comparisons SET status = 'queued' WHERE id = ?", [row.id]
-                )
+            dead = Runner(process.pid or 0, Runner.here().host)
+            why = f"its training process exited with code {process.exitcode}"
+            for job in self.store.jobs.held():
+                if job.runner == dead:
+                    runner_died(self.store, job.id, dead, why)
+            for row in self.store.comparisons.held():
+                if row.runner == dead:
+                    comparison_runner_died(self.store, row.id, dead)
+            self.processes[i] = self._spawn()
 
     def stop(self) -> None:
         """Ask workers to stop at a step boundary (their jobs go back to the queue), then wait."""
@@ -227,5 +162,7 @@ class Supervisor:
                 process.join()
         for thread in self._threads:
             thread.join(timeout=5)
+        if self.validator is not None:
+            self.validator.close()
         if self.store is not None:
             self.store.close()

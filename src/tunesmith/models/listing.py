@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunesmith.models.catalog import BUILTINS, hub_reachable, is_local_folder
-from tunesmith.models.spec import ModelSpec
+from tunesmith.models.catalog import BUILTINS, hub_reachable, is_hub_id, local_folder
 from tunesmith.models.loading import (
     count_parameters,
     gguf_parameters,
     package_folder,
     size_on_disk,
 )
+from tunesmith.models.spec import ModelSpec
 from tunesmith.settings import get_settings
 
 
@@ -59,8 +59,8 @@ def extra_rows(names: list[str]) -> list[ModelRow]:
     """Local folders and hub ids the user asked about."""
     rows = []
     for name in names:
-        if is_local_folder(name):
-            folder = Path(name).expanduser().resolve()
+        folder = local_folder(name)
+        if folder is not None:
             rows.append(
                 ModelRow(
                     str(folder),
@@ -70,7 +70,7 @@ def extra_rows(names: list[str]) -> list[ModelRow]:
                     str(folder),
                 )
             )
-        elif "/" in name and hub_reachable():
+        elif is_hub_id(name) and hub_reachable():
             rows.append(ModelRow(name, "hub", None, None, f"https://huggingface.co/{name}"))
     return rows
 

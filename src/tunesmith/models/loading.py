@@ -7,6 +7,8 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +23,31 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
+
+
+MESSAGE_MAX = 500  # transformers' messages can run to pages; the start says what went wrong
+
+
+@contextmanager
+def loadable(name: str, source: str | Path, what: str) -> Iterator[None]:
+    """Any failure inside transformers or peft while loading is the model's fault, not ours: a
+    corrupt or unsupported config.json (ValueError, KeyError), missing files (OSError), shapes
+    that do not fit. It becomes a 400 naming the model. Wrap only those library calls, so a bug
+    in our own code still surfaces as one."""
+    try:
+        yield
+    except TunesmithError:
+        raise
+    except Exception as exc:  # whatever the libraries raise: see above
+        detail = f"{type(exc).__name__}: {exc}"[:MESSAGE_MAX]
+        raise TunesmithError(
+            f"Could not load the {what} of {name!r} from {source}: {detail}",
+            "Check that the folder holds a complete Hugging Face model (config.json, tokenizer "
+            "and *.safetensors) of an architecture transformers knows, or that the hub is "
+            "reachable.",
+            param="model",
+            code="model_not_loadable",
+        ) from exc
 
 
 def package_folder(package: str) -> Path:
@@ -49,10 +76,11 @@ def builtin_folder(name: str) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=builtin.gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(
-        source, gguf_file=builtin.gguf_file, dtype=torch.float32
-    )
+    with loadable(name, source / builtin.gguf_file, "built-in GGUF"):
+        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=builtin.gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, gguf_file=builtin.gguf_file, dtype=torch.float32
+        )
     # The weights are plain fp32 after dequantising, but the GGUF quantizer flag stays on the model:
     # save_pretrained refuses it and the Trainer treats the model as frozen. Drop it.
     model.hf_quantizer = None
@@ -98,9 +126,10 @@ def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
     folder = (
         str(spec.adapter)
         if spec.adapter and (spec.adapter / "tokenizer_config.json").exists()
-        else None
+        else weights_folder(spec)
     )
-    return _tokenizer(folder or weights_folder(spec))
+    with loadable(spec.name, folder, "tokenizer"):
+        return _tokenizer(folder)
 
 
 def load_model(
@@ -114,19 +143,15 @@ def load_model(
 
     device = device or pick_device("auto")
     dtype = dtype or (torch.bfloat16 if device == "cuda" else torch.float32)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(weights_folder(spec), dtype=dtype)
-    except OSError as exc:
-        raise TunesmithError(
-            f"Could not load the weights of {spec.name!r} from {spec.weights}: {exc}",
-            "Check that the folder holds config.json and *.safetensors, or that the hub is reachable.",
-            param="model",
-        ) from exc
+    folder = weights_folder(spec)
+    with loadable(spec.name, folder, "weights"):
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
     model.to(device)
     if spec.adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(spec.adapter), adapter_name="default")
+        with loadable(spec.name, spec.adapter, "adapter"):
+            model = PeftModel.from_pretrained(model, str(spec.adapter), adapter_name="default")
     model.eval()
     return model
 

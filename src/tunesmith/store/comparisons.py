@@ -1,15 +1,19 @@
-"""Comparisons run as jobs: queued → running → succeeded | failed | cancelled, with events."""
+"""Comparisons run as jobs (lifecycle in states.py), with their events."""
 
 from __future__ import annotations
 
+import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tunesmith.errors import NotFoundError, TunesmithError
 from tunesmith.ids import new_id
 from tunesmith.store.db import dumps, loads
+from tunesmith.store.lifecycle import Lifecycle, Runner
 from tunesmith.store.pages import Page, newest_first
+from tunesmith.store.states import COMPARISON_FINAL, COMPARISON_MOVES
 
 if TYPE_CHECKING:
     from tunesmith.store.db import Store
@@ -27,6 +31,12 @@ class ComparisonRow:
     finished_at: int | None
     out_dir: str
     worker_pid: int | None
+    runner_host: str | None
+    attempts: int
+
+    @property
+    def runner(self) -> Runner | None:
+        return Runner(self.worker_pid, self.runner_host or "") if self.worker_pid else None
 
     @classmethod
     def from_row(cls, row) -> ComparisonRow:
@@ -53,6 +63,9 @@ class ComparisonRow:
 class Comparisons:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.lifecycle = Lifecycle(
+            store, "comparisons", COMPARISON_MOVES, COMPARISON_FINAL, "Comparison"
+        )
 
     def create(self, config: dict) -> ComparisonRow:
         cmp_id = new_id("cmp_")
@@ -76,36 +89,52 @@ class Comparisons:
             build=ComparisonRow.from_row,
         )  # fmt: skip
 
-    def claim_next(self, worker_pid: int) -> ComparisonRow | None:
-        with self.store.transaction() as conn:
-            row = conn.execute(
-                "SELECT id FROM comparisons WHERE status = 'queued' ORDER BY seq ASC LIMIT 1"
-            ).fetchone()
-            if row is None:
-                return None
-            conn.execute(
-                "UPDATE comparisons SET status = 'running', worker_pid = ? WHERE id = ?",
-                [worker_pid, row["id"]],
-            )
-        return self.get(row["id"])
+    def claim_next(self, runner: Runner) -> ComparisonRow | None:
+        cmp_id = self.lifecycle.claim_next(runner)
+        return self.get(cmp_id) if cmp_id else None
+
+    def move(
+        self, cmp_id: str, to: str, *, only_from: Iterable[str] | None = None, **fields: Any
+    ) -> ComparisonRow:
+        """Move a comparison along its lifecycle (states.COMPARISON_MOVES), or raise."""
+        if not self.lifecycle.move(cmp_id, to, only_from=only_from, **fields):
+            self.get(cmp_id)  # 404 first
+            raise self.lifecycle.refused(cmp_id, to, "comparison_id")
+        return self.get(cmp_id)
 
     def finish(
         self, cmp_id: str, status: str, *, result: dict | None = None, error: dict | None = None
     ) -> ComparisonRow:
-        changed = self.store.execute(
-            "UPDATE comparisons SET status = ?, result = ?, error = ?, finished_at = ? "
-            "WHERE id = ? AND status IN ('queued', 'running')",
-            [status, dumps(result), dumps(error), int(time.time()), cmp_id],
-        )
-        row = self.get(cmp_id)
-        if not changed:
-            raise TunesmithError(
-                f"Comparison {cmp_id} is {row.status} already.", code="invalid_state"
-            )
-        return row
+        return self.move(cmp_id, status, only_from={"running"}, result=result, error=error)
 
-    def with_status(self, status: str) -> list[ComparisonRow]:
-        rows = self.store.query("SELECT * FROM comparisons WHERE status = ? ORDER BY seq", [status])
+    def release(self, cmp_id: str, runner: Runner) -> bool:
+        return self.lifecycle.release(cmp_id, runner)
+
+    def delete(self, cmp_id: str) -> None:
+        """Forget a comparison that has ended: its row, its events and its report folder."""
+        row = self.get(cmp_id)
+        if row.status not in COMPARISON_FINAL or row.worker_pid is not None:
+            raise TunesmithError(
+                f"Comparison {cmp_id} is {row.status}; only an ended one can be deleted.",
+                "Cancel it first (POST /v1/comparisons/{id}/cancel), then delete it.",
+                param="comparison_id",
+                code="invalid_job_state",
+            )
+        with self.store.transaction():
+            self.store.execute("DELETE FROM comparison_events WHERE comparison_id = ?", [cmp_id])
+            self.store.execute("DELETE FROM comparisons WHERE id = ?", [cmp_id])
+        shutil.rmtree(row.out_dir, ignore_errors=True)
+
+    def held(self) -> list[ComparisonRow]:
+        """Comparisons some runner holds a lease on."""
+        rows = self.store.query("SELECT * FROM comparisons WHERE worker_pid IS NOT NULL")
+        return [ComparisonRow.from_row(r) for r in rows]
+
+    def with_status(self, *statuses: str) -> list[ComparisonRow]:
+        marks = ",".join("?" * len(statuses))
+        rows = self.store.query(
+            f"SELECT * FROM comparisons WHERE status IN ({marks}) ORDER BY seq", list(statuses)
+        )
         return [ComparisonRow.from_row(r) for r in rows]
 
     def event(

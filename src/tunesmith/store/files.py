@@ -124,6 +124,12 @@ class Files:
             path.unlink(missing_ok=True)
 
 
+def kept_suffix(filename: str) -> str:
+    """A file name's suffix, if it is a plain one (letters and digits, at most 8): never a path."""
+    suffix = Path(filename).suffix.lower()
+    return suffix if len(suffix) <= 9 and suffix[1:].isalnum() and suffix[1:].isascii() else ""
+
+
 class PendingFile:
     """A file being written in chunks under a hidden `.part` name, then moved into place.
 
@@ -139,7 +145,8 @@ class PendingFile:
         self.size = 0
         folder = files.store.settings.files_dir
         folder.mkdir(parents=True, exist_ok=True)
-        self._final = folder / self.id
+        # The client's suffix is kept (`file-….csv`): readers tell CSV, Parquet and JSONL apart by it.
+        self._final = folder / (self.id + kept_suffix(filename))
         self._tmp = folder / f".{self.id}.part"
         self._out: BinaryIO = open(self._tmp, "wb")  # noqa: SIM115 (closed by commit/discard)
         self._open = True

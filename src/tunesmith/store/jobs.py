@@ -1,24 +1,23 @@
-"""Fine-tuning jobs and their lifecycle: validating_files → queued → running → a final state."""
+"""Fine-tuning jobs: rows, pages, and the only code that changes a job's status (see states.py)."""
 
 from __future__ import annotations
 
+import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from tunesmith.errors import NotFoundError, TunesmithError
 from tunesmith.ids import new_id
 from tunesmith.store.db import dumps, loads
+from tunesmith.store.lifecycle import Lifecycle, Runner, assignments
 from tunesmith.store.pages import Page, newest_first
+from tunesmith.store.states import JOB_FINAL, JOB_MOVES, JobStatus
 
 if TYPE_CHECKING:
+    from tunesmith.models.spec import ModelSpec
     from tunesmith.store.db import Store
-
-Status = Literal[
-    "validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused"
-]
-FINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
-ACTIVE: frozenset[str] = frozenset({"validating_files", "queued", "running", "paused"})
 
 
 @dataclass
@@ -45,6 +44,14 @@ class JobRow:
     data_hash: str | None
     worker_pid: int | None
     control: str | None
+    runner_host: str | None
+    attempts: int
+
+    @property
+    def runner(self) -> Runner | None:
+        if self.worker_pid is None:
+            return None
+        return Runner(self.worker_pid, self.runner_host or socket.gethostname())
 
     @classmethod
     def from_row(cls, row) -> JobRow:
@@ -86,6 +93,7 @@ class JobRow:
 class Jobs:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.lifecycle = Lifecycle(store, "jobs", JOB_MOVES, JOB_FINAL, "Job")
 
     def create(
         self,
@@ -98,8 +106,8 @@ class Jobs:
         metadata: dict | None,
         method: dict,
         config: dict,
-        status: Status = "validating_files",
     ) -> JobRow:
+        """A new job, always in `validating_files`: the lifecycle starts there."""
         job_id = new_id("ftjob-")
         run_dir = self.store.settings.runs_dir / job_id
         self.store.execute(
@@ -107,7 +115,7 @@ class Jobs:
             " metadata, method, config, status, run_dir) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 job_id, int(time.time()), model, training_file, validation_file, suffix, seed,
-                dumps(metadata), dumps(method), dumps(config), status, str(run_dir),
+                dumps(metadata), dumps(method), dumps(config), "validating_files", str(run_dir),
             ],
         )  # fmt: skip
         return self.get(job_id)
@@ -136,49 +144,57 @@ class Jobs:
         )
 
     def update(self, job_id: str, **fields: Any) -> JobRow:
-        """Set columns; dict and list values are stored as JSON."""
+        """Set columns other than the status (which only the lifecycle changes)."""
+        if "status" in fields:
+            raise ValueError("a job's status changes only through Jobs.move")
         if fields:
-            names = ", ".join(f"{k} = ?" for k in fields)
-            values = [dumps(v) if isinstance(v, dict | list) else v for v in fields.values()]
+            names, values = assignments(fields)
             self.store.execute(f"UPDATE jobs SET {names} WHERE id = ?", [*values, job_id])
         return self.get(job_id)
 
-    def transition(
-        self, job_id: str, to: Status, *, allowed_from: set[str], **fields: Any
+    def move(
+        self, job_id: str, to: JobStatus, *, only_from: Iterable[str] | None = None, **fields: Any
     ) -> JobRow:
-        """Move a job to `to` only from one of `allowed_from`, atomically against other processes."""
-        names = "".join(f", {k} = ?" for k in fields)
-        values = [dumps(v) if isinstance(v, dict | list) else v for v in fields.values()]
-        marks = ",".join("?" * len(allowed_from))
-        if to in FINAL and "finished_at" not in fields:
-            names += ", finished_at = ?"
-            values.append(int(time.time()))
-        changed = self.store.execute(
-            f"UPDATE jobs SET status = ?{names} WHERE id = ? AND status IN ({marks})",
-            [to, *values, job_id, *sorted(allowed_from)],
-        )
-        job = self.get(job_id)
-        if not changed:
+        """Move a job to `to` from a status the lifecycle table allows (narrowed to `only_from`);
+        an illegal move, or one that lost a race, raises invalid_job_state."""
+        if not self.lifecycle.move(job_id, to, only_from=only_from, **fields):
+            self.get(job_id)  # 404 first
+            raise self.lifecycle.refused(job_id, to, "fine_tuning_job_id")
+        return self.get(job_id)
+
+    def claim(self, job_id: str, runner: Runner, *, only_from: Iterable[str]) -> JobRow:
+        """Run the job here: move it to running under this runner's lease."""
+        if not self.lifecycle.claim(job_id, runner, only_from=only_from):
+            job = self.get(job_id)
+            held = f", run by pid {job.worker_pid} on {job.runner_host}" if job.worker_pid else ""
             raise TunesmithError(
-                f"Job {job_id} is {job.status}; it cannot become {to}.",
+                f"Job {job_id} is {job.status}{held}; it cannot be run here now.",
+                "Wait until its runner stops (`tunesmith jobs get` shows it), then try again.",
                 param="fine_tuning_job_id",
                 code="invalid_job_state",
             )
-        return job
+        return self.update(job_id, error=None)
 
-    def claim_next(self, worker_pid: int) -> JobRow | None:
-        """Take the oldest queued job for one worker; a second worker never gets the same job."""
-        with self.store.transaction() as conn:
-            row = conn.execute(
-                "SELECT id FROM jobs WHERE status = 'queued' ORDER BY seq ASC LIMIT 1"
-            ).fetchone()
-            if row is None:
-                return None
-            conn.execute(
-                "UPDATE jobs SET status = 'running', worker_pid = ? WHERE id = ?",
-                [worker_pid, row["id"]],
-            )
-        return self.get(row["id"])
+    def claim_next(self, runner: Runner) -> JobRow | None:
+        job_id = self.lifecycle.claim_next(runner)
+        return self.get(job_id) if job_id else None
+
+    def release(self, job_id: str, runner: Runner) -> bool:
+        return self.lifecycle.release(job_id, runner)
+
+    def succeed(self, job_id: str, model: ModelSpec, **fields: Any) -> JobRow:
+        """Register the final model and mark the job succeeded, in one transaction: a job that was
+        cancelled or paused meanwhile (in its last step or final save) registers nothing."""
+        with self.store.transaction():
+            if not self.lifecycle.move(job_id, "succeeded", only_from={"running"}, **fields):
+                raise self.lifecycle.refused(job_id, "succeeded", "fine_tuning_job_id")
+            self.store.models.register(model, job_id)
+        return self.get(job_id)
+
+    def held(self) -> list[JobRow]:
+        """Jobs some runner holds a lease on."""
+        rows = self.store.query("SELECT * FROM jobs WHERE worker_pid IS NOT NULL ORDER BY seq")
+        return [JobRow.from_row(r) for r in rows]
 
     def with_status(self, *statuses: str) -> list[JobRow]:
         marks = ",".join("?" * len(statuses))

@@ -104,6 +104,14 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX comparison_events_by_id ON comparison_events(comparison_id, seq);
     """,
+    # 3: who runs a job or comparison is a lease of (host, pid); crashes are counted, so a job
+    # that kills its worker (out of memory) is retried a few times, not forever.
+    """
+    ALTER TABLE jobs ADD COLUMN runner_host TEXT;
+    ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE comparisons ADD COLUMN runner_host TEXT;
+    ALTER TABLE comparisons ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

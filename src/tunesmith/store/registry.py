@@ -30,9 +30,13 @@ class Registry:
         self.store = store
 
     def register(self, spec: ModelSpec, job_id: str | None) -> None:
+        """Add a model, or update it in place: registering the same name again (a resumed or
+        recovered run saving its model anew) is not an error."""
         self.store.execute(
             "INSERT INTO models (name, kind, base, weights, adapter, job_id, created, owned_by) "
-            "VALUES (?,?,?,?,?,?,?,?)",
+            "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, "
+            "base = excluded.base, weights = excluded.weights, adapter = excluded.adapter, "
+            "job_id = excluded.job_id, owned_by = excluded.owned_by",
             [
                 spec.name, spec.kind, spec.base, spec.weights,
                 str(spec.adapter) if spec.adapter else None, job_id,
@@ -51,8 +55,19 @@ class Registry:
         return self.store.execute("DELETE FROM models WHERE name = ?", [name]) > 0
 
     def resolve(self, name: str) -> ModelSpec:
-        """Any model name: built-in, local folder, hub id, or a registered ft: model."""
+        """A model name: built-in, a registered ft: model, a local folder or a hub id, the last
+        two as far as the store's settings allow (any for the CLI; model_dirs and hub_models
+        for the API server, whose clients are not the operator)."""
         from tunesmith.models.catalog import BUILTINS, resolve
 
+        settings = self.store.settings
         known = [*BUILTINS, *(spec.name for spec in self.list())]
-        return resolve(name, registry=self.get, known=known)
+        if settings.any_model_folder:
+            return resolve(name, registry=self.get, known=known)
+        return resolve(
+            name,
+            registry=self.get,
+            known=known,
+            allowed_dirs=settings.model_dirs,
+            hub=settings.hub_models,
+        )

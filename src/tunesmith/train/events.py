@@ -43,6 +43,11 @@ CREATED = "Created fine-tuning job: {job_id}"
 VALIDATING = "Validating training file: {training}"
 VALIDATING_BOTH = "Validating training file: {training} and validation file: {validation}"
 VALIDATED = "Files validated, moving job to queued state"
+VALIDATED_CLAIMED = "Files validated; the job runs in the process that submitted it"
+STOPPED_AFTER_LAST_STEP = (
+    "The job was {status} after its last step; its final model was not registered "
+    "(its checkpoints stay callable)"
+)
 STARTED = "Fine-tuning job started"
 CHECKPOINT = "Checkpoint created at step {step} with Snapshot ID: {name}"
 MODEL_CREATED = "New fine-tuned model created: {name}"

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunesmith.errors import TunesmithError
-from tunesmith.models.spec import ModelSpec
 from tunesmith.models.hardware import pick_device, pick_precision
+from tunesmith.models.spec import ModelSpec
 from tunesmith.train.config import Resolved, SFTConfig
 
 if TYPE_CHECKING:

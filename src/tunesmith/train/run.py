@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from tunesmith.data.render import encode
 from tunesmith.errors import TunesmithError
-from tunesmith.models.spec import ModelSpec
 from tunesmith.models.naming import checkpoint_name, fine_tuned_name
+from tunesmith.models.spec import ModelSpec
 from tunesmith.train import events as ev
 from tunesmith.train.config import SFTConfig, resolve
 
@@ -77,8 +77,8 @@ class RunContext:
         """Register a checkpoint only once the Trainer has written all of it."""
         path = self.run_dir / "checkpoints" / f"checkpoint-{step}"
         name = checkpoint_name(self.fine_tuned, step)
-        self.store.models.register(self.trained_spec(name, path, "checkpoint"), self.job.id)
-        self.store.checkpoints.add(self.job.id, step, name, str(path), metrics)
+        spec = self.trained_spec(name, path, "checkpoint")
+        self.store.checkpoints.register(self.job.id, step, spec, metrics)
         self.store.events.add(self.job.id, ev.CHECKPOINT.format(step=step, name=name))
 
     def trained_spec(self, name: str, folder: Path, kind: str) -> ModelSpec:
@@ -105,7 +105,8 @@ def run(
     stop_requested: ev.StopFn = lambda: None,
     resume: bool = False,
 ) -> JobRow:
-    """Train the job to its end (succeeded), or to a stop (cancelled/paused), or fail it.
+    """Train a job its runner has claimed (it is `running`) to its end (succeeded), or to a stop
+    (cancelled, paused, queued again), or fail it. The job service claims and releases it.
 
     Raises TunesmithError for failures the user can fix, after marking the job failed.
     """
@@ -148,14 +149,9 @@ def _fail(store: Store, job_id: str, exc: BaseException) -> TunesmithError | Non
     else:
         message, code = f"internal error: {type(exc).__name__}: {exc}", "internal_error"
         log.error("Job %s failed:\n%s", job_id, traceback.format_exc())
-    job = store.jobs.get(job_id)
-    if job.status in ("running", "queued", "validating_files"):
-        store.jobs.transition(
-            job_id,
-            "failed",
-            allowed_from={"running", "queued", "validating_files"},
-            error={"code": code, "message": message, "param": None},
-        )
+    # A job cancelled or paused meanwhile keeps that status: the failure is then only logged.
+    error = {"code": code, "message": message, "param": None}
+    if store.jobs.lifecycle.move(job_id, "failed", only_from={"running"}, error=error):
         store.events.add(job_id, ev.FAILED.format(reason=message), level="error")
     return user_error
 
@@ -209,30 +205,30 @@ def _run(
     try:
         trainer.train(resume_from_checkpoint=checkpoint.path if checkpoint else None)
     except BaseException:
-        _drop_unregistered_checkpoints(store, job.id, run_dir)
+        store.checkpoints.prune(job.id, run_dir)  # a save cut off (full disk) is no checkpoint
         raise
 
-    if (
-        callback.stop_reason
-        and ctx.early_stopped is None
-        and trainer.state.global_step < trainer.state.max_steps
-    ):
+    if callback.stop_reason and ctx.early_stopped is None:
         return _stopped(ctx, callback.stop_reason, trainer.state.global_step)
 
-    # 4. Save, register, write results.
+    # 4. Save, then register and succeed in one transaction: a cancel or pause that lands during
+    # the save leaves the job stopped with no callable final model (its checkpoints stay).
     final = _save_atomically(trainer, tokenizer, run_dir / "model")
-    store.models.register(ctx.trained_spec(ctx.fine_tuned, final, "fine-tuned"), job.id)
-    store.events.add(job.id, ev.MODEL_CREATED.format(name=ctx.fine_tuned))
     result_file = _write_results(ctx)
+    spec = ctx.trained_spec(ctx.fine_tuned, final, "fine-tuned")
+    try:
+        job = store.jobs.succeed(
+            job.id, spec, trained_tokens=billed, result_files=[result_file], estimated_finish=None
+        )
+    except TunesmithError as exc:
+        if exc.code != "invalid_job_state":
+            raise
+        status = store.jobs.get(job.id).status
+        store.events.add(job.id, ev.STOPPED_AFTER_LAST_STEP.format(status=status), level="warn")
+        return store.jobs.get(job.id)
+    store.events.add(job.id, ev.MODEL_CREATED.format(name=ctx.fine_tuned))
     store.events.add(job.id, ev.SUCCEEDED)
-    return store.jobs.transition(
-        job.id,
-        "succeeded",
-        allowed_from={"running"},
-        trained_tokens=billed,
-        result_files=[result_file],
-        estimated_finish=None,
-    )
+    return job
 
 
 @dataclass
@@ -248,7 +244,7 @@ class RunData:
 def _data(job: JobRow, store: Store, config: SFTConfig, tokenizer) -> RunData:
     from tunesmith.data.readers import read
 
-    train_path = Path(store.files.get(job.training_file).path)
+    train_path = Path(store.files.get(job.training_file).path)  # in its own format
     sha256 = hashlib.sha256(train_path.read_bytes()).hexdigest()
     if job.data_hash not in (None, sha256):
         raise TunesmithError(
@@ -256,10 +252,12 @@ def _data(job: JobRow, store: Store, config: SFTConfig, tokenizer) -> RunData:
             "A resumed run must see the same data; start a new job for new data.",
             param="training_file",
         )
-    train = _dataset([encode(tokenizer, r, config.max_length) for r in read(train_path).records])
+    records = read(train_path, mapping=config.mapping).records
+    train = _dataset([encode(tokenizer, r, config.max_length) for r in records])
     periodic, full = None, None
     if job.validation_file:
-        valid = read(Path(store.files.get(job.validation_file).path)).records
+        valid_path = Path(store.files.get(job.validation_file).path)
+        valid = read(valid_path, mapping=config.mapping).records
         full = _dataset([encode(tokenizer, r, config.max_length) for r in valid])
         sample = min(PERIODIC_EVAL_EXAMPLES, len(full))
         periodic = full.shuffle(seed=config.seed).select(range(sample))
@@ -288,25 +286,18 @@ def _dataset(encoded: list) -> Dataset:
 
 
 def _stopped(ctx: RunContext, reason: str, step: int) -> JobRow:
+    """Acknowledge a stop at a step boundary. A cancel or pause through a door has set the
+    status already; the runner's own reasons (Ctrl-C, a server stopping) move it here."""
     latest = ctx.store.checkpoints.latest(ctx.job.id)
     name = latest.model_name if latest else "none"
-    # The API may have set the state already (its cancel and pause answer at once).
-    if reason == "requeue":  # the server is stopping: the next start continues from here
-        ctx.store.events.add(ctx.job.id, ev.REQUEUED.format(step=step))
-        return ctx.store.jobs.transition(ctx.job.id, "queued", allowed_from={"running"})
-    if reason == "pause":
-        ctx.store.events.add(ctx.job.id, ev.PAUSED.format(step=step, name=name))
-        return ctx.store.jobs.transition(ctx.job.id, "paused", allowed_from={"running", "paused"})
-    ctx.store.events.add(ctx.job.id, ev.CANCELLED.format(step=step, name=name))
-    return ctx.store.jobs.transition(ctx.job.id, "cancelled", allowed_from={"running", "cancelled"})
-
-
-def _drop_unregistered_checkpoints(store: Store, job_id: str, run_dir: Path) -> None:
-    """A save that failed half-way (full disk) must not look like a checkpoint to a resume."""
-    registered = {Path(c.path).name for c in store.checkpoints.list(job_id, limit=10_000).data}
-    for folder in (run_dir / "checkpoints").glob("checkpoint-*"):
-        if folder.name not in registered:
-            shutil.rmtree(folder, ignore_errors=True)
+    to, message = {
+        "requeue": ("queued", ev.REQUEUED.format(step=step)),
+        "pause": ("paused", ev.PAUSED.format(step=step, name=name)),
+        "cancel": ("cancelled", ev.CANCELLED.format(step=step, name=name)),
+    }[reason]
+    ctx.store.jobs.lifecycle.move(ctx.job.id, to, only_from={"running"})
+    ctx.store.events.add(ctx.job.id, message)
+    return ctx.store.jobs.get(ctx.job.id)
 
 
 def _save_atomically(trainer, tokenizer, target: Path) -> Path:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from tunesmith.api import chat_service
 from tunesmith.api.deps import EngineDep, StoreDep
@@ -12,13 +13,10 @@ from tunesmith.api.protocol.chat import ChatCompletionRequest
 router = APIRouter(tags=["chat"])
 
 
-@router.post("/chat/completions")
-def create_chat_completion(req: ChatCompletionRequest, store: StoreDep, engine: EngineDep):
+@router.post("/chat/completions", response_model=None)
+async def create_chat_completion(
+    req: ChatCompletionRequest, request: Request, store: StoreDep, engine: EngineDep
+) -> dict | StreamingResponse:
     """Any base model, fine-tuned model or checkpoint by name; adapters switch per request."""
-    spec = store.models.resolve(req.model)
-    prep = chat_service.prepare(engine, spec, req)
-    if req.stream:
-        return StreamingResponse(
-            chat_service.stream(engine, prep, req), media_type="text/event-stream"
-        )
-    return chat_service.respond(engine, prep, req)
+    spec = await run_in_threadpool(store.models.resolve, req.model)
+    return await chat_service.create(request, engine, spec, req)

@@ -58,6 +58,22 @@ def get_comparison(comparison_id: str, store: StoreDep) -> dict:
     return store.comparisons.get(comparison_id).to_api()
 
 
+@router.post("/comparisons/{comparison_id}/cancel")
+def cancel_comparison(comparison_id: str, store: StoreDep) -> dict:
+    """Cancel a queued or running comparison; a running one stops at its next answer (or at its
+    fine-tuning job's next step, with --train-now)."""
+    row = store.comparisons.move(comparison_id, "cancelled")
+    store.comparisons.event(comparison_id, "Comparison cancel requested")
+    return row.to_api()
+
+
+@router.delete("/comparisons/{comparison_id}")
+def delete_comparison(comparison_id: str, store: StoreDep) -> dict:
+    """Delete an ended comparison, its events and its report."""
+    store.comparisons.delete(comparison_id)
+    return {"id": comparison_id, "object": "comparison.deleted", "deleted": True}
+
+
 @router.get("/comparisons/{comparison_id}/events")
 def comparison_events(
     comparison_id: str,

@@ -13,7 +13,7 @@ from tunesmith.api.protocol.common import page
 from tunesmith.api.protocol.files import FileDeleted, FileList, FileObject, FileUploadForm
 from tunesmith.api.upload import receive_upload
 from tunesmith.errors import TunesmithError
-from tunesmith.store.jobs import ACTIVE
+from tunesmith.store.states import JOB_ACTIVE
 
 router = APIRouter(tags=["files"])
 
@@ -80,7 +80,7 @@ def delete_file(file_id: str, store: StoreDep) -> dict:
     """Delete the file and its bytes. A file that an unfinished job still has to read is kept:
     deleting it would fail that job later, far from the cause."""
     store.files.get(file_id)  # 404 first
-    for job in store.jobs.with_status(*ACTIVE):
+    for job in store.jobs.with_status(*JOB_ACTIVE):
         if file_id in (job.training_file, job.validation_file):
             raise TunesmithError(
                 f"File {file_id} is used by fine-tuning job {job.id}, which is {job.status}.",

@@ -43,8 +43,9 @@ _UNION_ARMS = (
     "list",
     "function",
 )  # pydantic's union-arm loc parts
-# Files come by id (training_file, validation_file), never as paths on the server.
-_NOT_THROUGH_API = ("data", "validation", "mapping")
+# Files come by id (training_file, validation_file), never as paths on the server. (`mapping`,
+# the columns of an uploaded CSV or Parquet file, does come through `config`.)
+_NOT_THROUGH_API = ("data", "validation")
 
 
 # --- translation: the request → the stored method and an SFTConfig (pure, testable) -------------

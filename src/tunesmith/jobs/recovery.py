@@ -1,0 +1,179 @@
+"""After a crash: jobs and comparisons whose runner died are continued, retried or failed, and
+whatever a dead runner left half-written is removed. `audit` checks that a store is consistent.
+
+A runner is known dead only on its own host (its pid is gone); a runner on another host is left
+alone (a shared store across hosts needs heartbeats, which this module does not claim to have).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tunesmith.store.lifecycle import Runner
+from tunesmith.store.states import COMPARISON_STATUSES, JOB_STATUSES
+from tunesmith.train import events as ev
+
+if TYPE_CHECKING:
+    from tunesmith.store import Store
+    from tunesmith.store.jobs import JobRow
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 3  # a job or comparison that kills its runner this often (out of memory) fails
+PART_FILE_IDLE_SECONDS = 60  # an upload still arriving writes more often than this
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def gone(runner: Runner | None) -> bool:
+    """True only for a runner known to have died: on this host, with its pid gone."""
+    return runner is not None and runner.host == socket.gethostname() and not pid_alive(runner.pid)
+
+
+def free_if_dead(store: Store, job: JobRow) -> None:
+    """Give back the lease of a job whose runner died, continuing or failing it if it was running."""
+    if gone(job.runner):
+        runner_died(store, job.id, job.runner, "the process running it stopped")
+
+
+def runner_died(store: Store, job_id: str, runner: Runner, why: str) -> None:
+    """`runner` is gone. A running job goes back to the queue (from its last checkpoint, or from
+    the start) while attempts remain, else fails; any other status just loses the lease."""
+    job = store.jobs.get(job_id)
+    if job.runner != runner:
+        return  # another runner took it meanwhile
+    clean_run_folder(store, job)
+    if job.status == "running":
+        latest = store.checkpoints.latest(job_id)
+        if job.attempts + 1 >= MAX_ATTEMPTS:
+            message = f"{why}, {job.attempts + 1} times; the job is not retried again"
+            if store.jobs.lifecycle.move(
+                job_id, "failed", only_from={"running"},
+                error={"code": "worker_crashed", "message": message, "param": None},
+            ):  # fmt: skip
+                store.events.add(job_id, ev.FAILED.format(reason=message), level="error")
+        elif store.jobs.lifecycle.move(
+            job_id, "queued", only_from={"running"}, attempts=job.attempts + 1
+        ):
+            where = f"the checkpoint at step {latest.step_number}" if latest else "the start"
+            store.events.add(job_id, f"{why.capitalize()}; it continues from {where}", level="warn")
+    store.jobs.release(job_id, runner)
+
+
+def clean_run_folder(store: Store, job: JobRow) -> None:
+    """Remove what a runner that died mid-write left: checkpoint folders that were never
+    registered, and temporary model folders."""
+    run_dir = Path(job.run_dir)
+    store.checkpoints.prune(job.id, run_dir)
+    for tmp in run_dir.glob(".model-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recover(store: Store) -> list[str]:
+    """At server start: every job and comparison held by a dead runner on this host is handled;
+    returns the jobs still waiting for validation (to check again)."""
+    me = Runner.here()
+    for job in store.jobs.held():
+        if job.runner != me and gone(job.runner):
+            runner_died(store, job.id, job.runner, "the process running this job stopped")
+    for row in store.comparisons.held():
+        if row.runner != me and gone(row.runner):
+            comparison_runner_died(store, row.id, row.runner)
+    _remove_stale_parts(store)
+    return [job.id for job in store.jobs.with_status("validating_files")]
+
+
+def comparison_runner_died(store: Store, cmp_id: str, runner: Runner) -> None:
+    """Comparisons have no checkpoints: run again while attempts remain, else fail."""
+    row = store.comparisons.get(cmp_id)
+    if row.runner != runner:
+        return
+    cmp = store.comparisons
+    if row.status == "running":
+        if row.attempts + 1 >= MAX_ATTEMPTS:
+            message = f"its worker stopped {row.attempts + 1} times; it is not run again"
+            error = {"code": "worker_crashed", "message": message}
+            if cmp.lifecycle.move(cmp_id, "failed", only_from={"running"}, error=error):
+                cmp.event(cmp_id, f"Comparison failed: {message}", level="error")
+        elif cmp.lifecycle.move(cmp_id, "queued", only_from={"running"}, attempts=row.attempts + 1):
+            cmp.event(cmp_id, "The process running this comparison stopped; it runs again")
+    cmp.release(cmp_id, runner)
+
+
+def _remove_stale_parts(store: Store) -> None:
+    """Uploads cut off by a crash leave hidden `.part` files; none of them is a file."""
+    now = time.time()
+    for part in store.settings.files_dir.glob(".*.part"):
+        try:
+            if now - part.stat().st_mtime > PART_FILE_IDLE_SECONDS:
+                part.unlink()
+        except FileNotFoundError:
+            pass
+
+
+# --- consistency ----------------------------------------------------------------------------------
+def audit(store: Store) -> list[str]:
+    """What is inconsistent in a store, as sentences; [] when all is well. A store is
+    consistent when every job and comparison is in a status of its lifecycle and held by no dead
+    runner, every registered model's folder is complete, and no run folder holds a half-written
+    or unregistered model."""
+    problems: list[str] = []
+    known = {job.id: job for job in store.jobs.with_status(*JOB_STATUSES)}
+    every = store.query("SELECT id, status FROM jobs")
+    problems += [
+        f"job {r['id']} has no status {r['status']!r}" for r in every if r["id"] not in known
+    ]
+    for job in known.values():
+        problems += _job_problems(store, job)
+    for row in store.query("SELECT id, status FROM comparisons"):
+        if row["status"] not in COMPARISON_STATUSES:
+            problems.append(f"comparison {row['id']} has no status {row['status']!r}")
+    for spec in store.models.list():
+        folder = spec.adapter or Path(spec.weights)
+        if not _complete(folder):
+            problems.append(f"model {spec.name} points at an incomplete folder {folder}")
+    runs = store.settings.runs_dir
+    if runs.exists():
+        problems += [
+            f"run folder {d} belongs to no job" for d in runs.iterdir() if d.name not in known
+        ]
+    problems += [f"half-written upload {p}" for p in store.settings.files_dir.glob(".*.part")]
+    return problems
+
+
+def _job_problems(store: Store, job: JobRow) -> list[str]:
+    problems = []
+    if gone(job.runner):
+        problems.append(f"job {job.id} is {job.status}, held by dead pid {job.worker_pid}")
+    if job.status == "succeeded" and store.models.get(job.fine_tuned_model or "") is None:
+        problems.append(f"job {job.id} succeeded without a registered model")
+    final = store.models.get(job.fine_tuned_model or "")
+    if final is not None and job.status != "succeeded":
+        problems.append(f"job {job.id} is {job.status} but its final model is callable")
+    if job.worker_pid is None:  # a live runner may be writing them right now
+        run_dir = Path(job.run_dir)
+        unregistered = store.checkpoints.unregistered(job.id, run_dir)
+        problems += [f"unregistered checkpoint folder {f}" for f in unregistered]
+        problems += [f"temporary model folder {t}" for t in run_dir.glob(".model-*")]
+    return problems
+
+
+def _complete(folder: Path) -> bool:
+    """A model folder a loader can use: a config (full model) or adapter config, and weights."""
+    has_config = (folder / "config.json").exists() or (folder / "adapter_config.json").exists()
+    return has_config and any(folder.glob("*.safetensors"))
