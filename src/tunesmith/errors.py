@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class TunesmithError(Exception):
     """A failure the user can act on.
@@ -74,3 +76,23 @@ class DataError(TunesmithError):
     def __init__(self, message: str, hint: str | None = None, *, report=None, **kwargs) -> None:
         super().__init__(message, hint, **kwargs)
         self.report = report
+
+
+class DiskFullError(TunesmithError):
+    """The disk (or a file-size limit) ran out while writing; nothing half-written is kept. 507,
+    not 4xx: the request was fine, and may succeed once space is freed."""
+
+    status = 507
+    type = "server_error"
+    code = "disk_full"
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """A full disk (or a file-size limit) as Python, safetensors or tokenizers (Rust) report it."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return any(
+        sign in text
+        for sign in ("No space left on device", "File too large", "os error 28", "os error 27")
+    )

@@ -14,7 +14,9 @@ The tests talk to a real server over HTTP with the unchanged `openai` SDK, the w
         url = serve(api_keys=["sk-right"])
         client(url, api_key="sk-right").models.list()
 
-`serve(**settings)` passes extra keywords to `Settings` (e.g. `max_upload_bytes=1000`). The server's
+`serve(**settings)` passes extra keywords to `Settings` (e.g. `max_upload_bytes=1000`). Like a real
+server, a test server resolves no local model folder unless allowed: a test that names the tiny
+model's folder starts it with `serve(model_dirs=[tiny_model_dir])`. The server's
 home is the test's TUNESMITH_HOME (the autouse `tunesmith_home` fixture), so a test can open the
 same store with `open_store()` to arrange or inspect state. Several servers may run in one test; each
 is shut down cleanly (lifespan included: the Supervisor stops its workers) when the test ends, after
@@ -79,22 +81,34 @@ class LiveServer:
             raise RuntimeError(f"the test server at {self.url} did not shut down")
 
 
+def servers(home: Path) -> Iterator[Callable[..., str]]:
+    """The `serve` factory for servers in `home`; each one started stops when the fixture ends."""
+    started: list[LiveServer] = []
+
+    def start(workers: int = 0, api_keys: list[str] | None = None, **settings) -> str:
+        settings.setdefault("home", home)
+        server = LiveServer(Settings(api_keys=api_keys or [], **settings), workers)
+        server.start()
+        started.append(server)
+        return server.url
+
+    yield start
+    for server in reversed(started):
+        server.stop()
+
+
 @pytest.fixture
 def serve(tunesmith_home: Path) -> Iterator[Callable[..., str]]:
     """A factory: `serve(workers=0, api_keys=None, **settings)` starts a server, returns its base
     URL (with /v1). Every server started is stopped when the test ends."""
-    servers: list[LiveServer] = []
+    yield from servers(tunesmith_home)
 
-    def start(workers: int = 0, api_keys: list[str] | None = None, **settings) -> str:
-        settings.setdefault("home", tunesmith_home)
-        server = LiveServer(Settings(api_keys=api_keys or [], **settings), workers)
-        server.start()
-        servers.append(server)
-        return server.url
 
-    yield start
-    for server in reversed(servers):
-        server.stop()
+@pytest.fixture(scope="module")
+def serve_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., str]]:
+    """`serve` for servers that the tests of one module share (Schemathesis runs one test per
+    operation against one server); their home is a folder of their own."""
+    yield from servers(tmp_path_factory.mktemp("shared-home"))
 
 
 @pytest.fixture

@@ -413,6 +413,35 @@ def test_a_client_that_disconnects_frees_its_rows(sdk, tiny, submitted, leave):
     assert all(len(seq.generated) < LONG for _, _, seq in submitted)
 
 
+THREAD_POOL = 40  # anyio's default: the threads the server's plain `def` routes run on
+
+
+def test_requests_in_flight_hold_no_threads(sdk, tiny, submitted):
+    """More slow requests in flight than the server has pool threads; a job listing (a `def`
+    route, run on the pool) still answers at once. (Each waiting request once held a thread.)"""
+    slow = sdk.with_options(timeout=5.0)  # then they disconnect, and their rows are freed
+    timed_out = []
+
+    def ask():
+        try:
+            slow.chat.completions.create(model=tiny, messages=USER, max_tokens=LONG, temperature=0)
+        except openai.APITimeoutError:
+            timed_out.append(True)
+
+    askers = [threading.Thread(target=ask, daemon=True) for _ in range(THREAD_POOL + 8)]
+    for t in askers:
+        t.start()
+    deadline = time.monotonic() + 4
+    while len(submitted) < len(askers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    sdk.with_options(timeout=3.0).fine_tuning.jobs.list()
+    listed = time.monotonic() - started
+    for t in askers:
+        t.join()
+    assert len(submitted) == len(askers) == len(timed_out) and listed < 1.0
+
+
 @pytest.mark.slow
 def test_json_object_and_tools_on_the_built_in_model(sdk):
     model = "smollm2-135m-instruct"

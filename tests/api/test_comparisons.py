@@ -28,7 +28,7 @@ def test_a_comparison_runs_as_a_job(serve, client, tiny_model_dir, orders, tmp_p
     )
     open_store().models.register(spec, None)
 
-    url = serve(workers=1)
+    url = serve(workers=1, model_dirs=[tiny_model_dir])
     sdk = client(url)
     test = tmp_path / "test.jsonl"
     test.write_text("".join((orders / "test.jsonl").read_text().splitlines(keepends=True)[:4]))
@@ -78,3 +78,25 @@ def test_a_comparison_runs_as_a_job(serve, client, tiny_model_dir, orders, tmp_p
     )
     assert missing.status_code == 400 and missing.json()["error"]["param"] == "fine_tuned_model"
     assert http.get("/comparisons/cmp_nope").status_code == 404
+
+
+def test_cancel_and_delete_through_the_api(serve, tiny_model_dir, orders, tmp_path):
+    url = serve(workers=0, model_dirs=[tiny_model_dir])  # no worker: it stays queued
+    http = httpx.Client(base_url=url, timeout=60)
+    upload = {"purpose": "fine-tune"}
+    train = http.post("/files", files={"file": open(orders / "train.jsonl", "rb")}, data=upload)
+    test = http.post("/files", files={"file": open(orders / "test.jsonl", "rb")}, data=upload)
+    body = {"training_file": train.json()["id"], "test_file": test.json()["id"],
+            "model": str(tiny_model_dir), "train_now": True}  # fmt: skip
+    cmp_id = http.post("/comparisons", json=body).json()["id"]
+
+    refused = http.delete(f"/comparisons/{cmp_id}")
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_job_state"
+    assert http.post(f"/comparisons/{cmp_id}/cancel").json()["status"] == "cancelled"
+    again = http.post(f"/comparisons/{cmp_id}/cancel")
+    assert again.status_code == 400 and "cancelled" in again.json()["error"]["message"]
+    out_dir = Path(open_store().comparisons.get(cmp_id).out_dir)
+    out_dir.mkdir(parents=True)
+    assert http.delete(f"/comparisons/{cmp_id}").json()["deleted"] is True
+    assert http.get(f"/comparisons/{cmp_id}").status_code == 404
+    assert not out_dir.exists()

@@ -18,9 +18,12 @@ BOUNDARY = "tunesmith-test-boundary"
 
 
 def stored_files(home: Path) -> list[str]:
-    """Every name in the files folder, hidden `.part` files included."""
+    """Every name in the files folder, hidden `.part` files included, each kept file named by
+    its id (the client's suffix, `file-….jsonl`, dropped)."""
     folder = home / "files"
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    if not folder.exists():
+        return []
+    return sorted(p.name if p.name.startswith(".") else p.stem for p in folder.iterdir())
 
 
 def multipart(file_bytes: bytes, purpose: str = "fine-tune", chunk: int = 4096):
@@ -61,10 +64,10 @@ def test_upload_list_retrieve_content_delete(sdk, orders, tunesmith_home):
     assert a.bytes == train.stat().st_size and isinstance(a.created_at, int)
     assert sdk.files.wait_for_processing(a.id).status == "processed"
 
-    # Stored by id under the home folder, never by the client's name.
+    # Stored by id under the home folder (with the client's suffix), never by the client's name.
     assert stored_files(tunesmith_home) == sorted([a.id, b.id])
-    assert (tunesmith_home / "files" / a.id).read_bytes() == train.read_bytes()
-    assert not list(tunesmith_home.rglob("*.jsonl"))
+    assert (tunesmith_home / "files" / f"{a.id}.jsonl").read_bytes() == train.read_bytes()
+    assert not list(tunesmith_home.rglob("train.jsonl"))
 
     assert sdk.files.retrieve(a.id) == a
     content = sdk.files.content(a.id)
@@ -122,8 +125,8 @@ def test_file_of_an_unfinished_job_is_not_deleted(sdk, tunesmith_home):
         metadata=None,
         method={"type": "supervised"},
         config={},
-        status="queued",
     )
+    job = store.jobs.move(job.id, "queued")
     with pytest.raises(openai.BadRequestError) as caught:
         sdk.files.delete(file.id)
     assert caught.value.code == "file_in_use" and job.id in caught.value.message

@@ -67,7 +67,6 @@ def test_deleting_removes_only_the_models_own_folder(sdk, store):
         metadata=None,
         method={"type": "supervised"},
         config={},
-        status="succeeded",
     )
     run_dir = Path(job.run_dir)
     final, checkpoint = run_dir / "model", run_dir / "checkpoints" / "checkpoint-3"

@@ -20,7 +20,7 @@ def test_the_readme_sdk_snippet_works(serve, tiny_model_dir, orders, tmp_path):
     (tmp_path / "train.jsonl").write_text(
         "".join((orders / "train.jsonl").read_text().splitlines(keepends=True)[:10])
     )
-    url = serve(workers=1)
+    url = serve(workers=1, model_dirs=[tiny_model_dir])
     env = {**os.environ, "OPENAI_BASE_URL": url, "OPENAI_API_KEY": "local"}
     done = subprocess.run(
         [sys.executable, "-c", snippet],

@@ -142,7 +142,7 @@ def running_with_steps(sdk, job_id: str, n: int = 2):
 
 
 def test_cancel_running_and_queued_jobs(serve, client, tiny_model_dir, long_file):
-    sdk = client(serve(workers=1))
+    sdk = client(serve(workers=1, model_dirs=[tiny_model_dir]))
     file = sdk.files.create(file=Path(long_file), purpose="fine-tune")
     first = sdk.fine_tuning.jobs.create(
         training_file=file.id, model=str(tiny_model_dir), method=hyper(1, 1)
@@ -159,7 +159,13 @@ def test_cancel_running_and_queued_jobs(serve, client, tiny_model_dir, long_file
     stopped = wait_for(lambda: store.checkpoints.latest(first.id), timeout=60)
     assert 2 <= stopped.step_number < 100
     assert sdk.fine_tuning.jobs.retrieve(first.id).status == "cancelled"
-    assert any("cancelled at step" in e.message for e in sdk.fine_tuning.jobs.list_events(first.id))
+    # The runner writes its event once it has stopped, just after the checkpoint lands.
+    wait_for(
+        lambda: any(
+            "cancelled at step" in e.message for e in sdk.fine_tuning.jobs.list_events(first.id)
+        ),
+        timeout=60,
+    )
     with pytest.raises(openai.BadRequestError) as again:
         sdk.fine_tuning.jobs.cancel(first.id)
     assert again.value.status_code == 400
@@ -168,7 +174,7 @@ def test_cancel_running_and_queued_jobs(serve, client, tiny_model_dir, long_file
 
 
 def test_pause_and_resume_a_running_job(serve, client, tiny_model_dir, long_file):
-    sdk = client(serve(workers=1))
+    sdk = client(serve(workers=1, model_dirs=[tiny_model_dir]))
     file = sdk.files.create(file=Path(long_file), purpose="fine-tune")
     job = sdk.fine_tuning.jobs.create(
         training_file=file.id, model=str(tiny_model_dir), method=hyper(1, 2)
@@ -205,18 +211,34 @@ def test_a_job_from_the_cli_shows_up_in_the_api(serve, client, tiny_model_dir, o
     )
 
 
-def test_a_crashed_worker_fails_its_job_not_the_server(serve, client, tiny_model_dir, long_file):
-    sdk = client(serve(workers=1))
+def test_a_crashed_worker_costs_its_job_an_attempt_not_the_server(
+    serve, client, tiny_model_dir, long_file
+):
+    """SIGKILL the worker (as the OOM killer would): the job is retried from its last checkpoint
+    (here: from the start) by a fresh worker, MAX_ATTEMPTS times, then fails; never loops."""
+    from tunesmith.jobs.recovery import MAX_ATTEMPTS
+
+    sdk = client(serve(workers=1, model_dirs=[tiny_model_dir]))
     file = sdk.files.create(file=Path(long_file), purpose="fine-tune")
     job = sdk.fine_tuning.jobs.create(
         training_file=file.id, model=str(tiny_model_dir), method=hyper(1, 1)
     )
-    running_with_steps(sdk, job.id)
-    os.kill(open_store().jobs.get(job.id).worker_pid, signal.SIGKILL)
+    killed: set[int] = set()
+    for _ in range(MAX_ATTEMPTS):
+        running = wait_for(
+            lambda: (j := open_store().jobs.get(job.id)).status == "running"
+            and j.worker_pid not in killed
+            and j,
+            timeout=180,
+        )
+        killed.add(running.worker_pid)
+        os.kill(running.worker_pid, signal.SIGKILL)
     failed = wait_for(
         lambda: (j := sdk.fine_tuning.jobs.retrieve(job.id)).status == "failed" and j, timeout=60
     )
     assert failed.error.code == "worker_crashed"
+    retried = [e.message for e in sdk.fine_tuning.jobs.list_events(job.id, limit=100)]
+    assert sum("it continues from the start" in m for m in retried) == MAX_ATTEMPTS - 1
     assert sdk.models.list().data  # the server still answers
     again = sdk.fine_tuning.jobs.create(
         training_file=file.id, model=str(tiny_model_dir), method=hyper(1, 10)
@@ -232,10 +254,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(port: int, log: Path) -> subprocess.Popen:
+def _start_server(port: int, log: Path, model_dir: Path) -> subprocess.Popen:
     with open(log, "w") as stderr:  # Popen keeps its own copy of the descriptor
         proc = subprocess.Popen(
-            [CLI, "serve", "--port", str(port), "--workers", "1"],
+            [CLI, "serve", "--port", str(port), "--workers", "1", "--model-dir", str(model_dir)],
             stdout=subprocess.DEVNULL, stderr=stderr, env=os.environ,
         )  # fmt: skip
     sdk = openai.OpenAI(
@@ -254,7 +276,7 @@ def _start_server(port: int, log: Path) -> subprocess.Popen:
 
 def test_jobs_and_files_survive_a_killed_server_and_resume(tiny_model_dir, long_file, tmp_path):
     port = _free_port()
-    server = _start_server(port, tmp_path / "first.log")
+    server = _start_server(port, tmp_path / "first.log", tiny_model_dir)
     # No API key was given, so the server says it listens on loopback only.
     assert "No API key set: listening on 127.0.0.1 only" in (tmp_path / "first.log").read_text()
     sdk = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
@@ -272,7 +294,7 @@ def test_jobs_and_files_survive_a_killed_server_and_resume(tiny_model_dir, long_
         lambda: open_store().jobs.get(job.id).status != "running" or not _alive(job.id), timeout=60
     )
 
-    server = _start_server(port, tmp_path / "second.log")
+    server = _start_server(port, tmp_path / "second.log", tiny_model_dir)
     try:
         assert file.id in {f.id for f in sdk.files.list()}
         done = wait_for(

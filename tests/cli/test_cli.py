@@ -329,8 +329,8 @@ def test_cli_uses_the_test_home_and_shows_its_jobs(tunesmith_home):
         metadata=None,
         method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}},
         config={},
-        status="queued",
     )
+    job = store.jobs.move(job.id, "queued")
     store.close()
     assert (tunesmith_home / "tunesmith.db").exists()
 

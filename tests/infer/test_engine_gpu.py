@@ -62,6 +62,7 @@ def test_qlora_trains_on_cuda(tiny_model_dir, orders, tmp_path):
     pytest.importorskip("bitsandbytes")
     from tunesmith.jobs.service import create_job, validate_files
     from tunesmith.store import open_store
+    from tunesmith.store.lifecycle import Runner
     from tunesmith.train.config import SFTConfig
     from tunesmith.train.run import run
 
@@ -71,7 +72,7 @@ def test_qlora_trains_on_cuda(tiny_model_dir, orders, tmp_path):
     file = store.files.add_path(data, "fine-tune")
     config = SFTConfig(model=str(tiny_model_dir), epochs=2, batch_size=4, load_in_4bit=True)
     job = validate_files(store, create_job(store, config, training_file=file.id, seed=0))
-    store.jobs.transition(job.id, "running", allowed_from={"queued"})
+    store.jobs.claim(job.id, Runner.here(), only_from={"queued"})
     job = run(job.id, store)
     assert job.status == "succeeded"
     losses = [m["train_loss"] for m in store.events.metrics(job.id)]

@@ -9,9 +9,9 @@ import pytest
 
 from tunesmith.errors import NotFoundError
 from tunesmith.models.catalog import BUILTINS, DEFAULT_MODEL, resolve
-from tunesmith.models.spec import ModelSpec
 from tunesmith.models.listing import builtin_rows, extra_rows, trained_rows
 from tunesmith.models.loading import count_parameters, package_folder
+from tunesmith.models.spec import ModelSpec
 
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -91,6 +91,51 @@ def test_hub_ids_resolve_when_a_hub_is_reachable(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     spec = resolve(HUB_ID)
     assert (spec.kind, spec.weights) == ("hub", HUB_ID)
+
+
+def model_folder(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "config.json").write_text("{}")
+    return path
+
+
+def test_allowed_dirs_keep_folders_to_those_under_them(tmp_path):
+    inside = model_folder(tmp_path / "models" / "a" / "b")
+    outside = model_folder(tmp_path / "elsewhere")
+    (tmp_path / "models" / "link").symlink_to(outside)
+    allowed = [tmp_path / "models"]
+    assert resolve(str(inside), allowed_dirs=allowed).weights == str(inside)
+    assert resolve(str(inside), allowed_dirs=[inside]).weights == str(inside)  # the dir itself
+    for name in (outside, tmp_path / "models" / "link", tmp_path / "models" / ".." / "elsewhere"):
+        with pytest.raises(NotFoundError) as caught:
+            resolve(str(name), allowed_dirs=allowed)
+        assert "--model-dir" in str(caught.value)
+    with pytest.raises(NotFoundError):
+        resolve(str(inside), allowed_dirs=[])  # an empty list: no folder at all
+    assert resolve(str(outside)).weights == str(outside)  # None: the CLI takes any folder
+
+
+def test_a_refused_folder_reads_like_a_missing_one(tmp_path):
+    there = model_folder(tmp_path / "there")
+    messages = []
+    for name in (there, tmp_path / "not-there"):
+        with pytest.raises(NotFoundError) as caught:
+            resolve(str(name), allowed_dirs=[tmp_path / "models"])
+        messages.append(str(caught.value).replace(str(name), "NAME"))
+    assert messages[0] == messages[1]
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "x" * 5000, "/" + "x/" * 3000, "~no-such-user/m"])
+def test_odd_names_are_unknown_not_a_crash(name):
+    for allowed in (None, [Path("/tmp")]):
+        with pytest.raises(NotFoundError):
+            resolve(name, allowed_dirs=allowed)
+
+
+def test_hub_ids_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    with pytest.raises(NotFoundError):
+        resolve(HUB_ID, hub=False)
 
 
 # --- listing and parameter counts -----------------------------------------------------------------

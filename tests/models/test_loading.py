@@ -7,8 +7,10 @@ import time
 import pytest
 import torch
 
+from tunesmith.errors import TunesmithError
 from tunesmith.models import loading
 from tunesmith.models.catalog import DEFAULT_MODEL, resolve
+from tunesmith.models.spec import ModelSpec
 
 
 @pytest.mark.slow
@@ -33,3 +35,47 @@ def test_second_load_reads_the_cache_not_the_gguf(builtin_dir, monkeypatch):
 def test_cached_copy_keeps_the_real_chat_template(tokenizer):
     assert "<|im_start|>" in tokenizer.chat_template
     assert tokenizer.eos_token == "<|im_end|>"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        '{"model_type": "no-such-architecture"}',  # ValueError from transformers
+        '{"model_type": "llama", "hidden_size": "wide"}',  # a strict-dataclass TypeError
+        "{}",  # no model_type: ValueError
+        "[]",  # not a mapping: TypeError
+        "{not json",  # OSError
+    ],
+)
+def test_a_model_that_cannot_load_is_a_400_naming_it(tmp_path, config):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "config.json").write_text(config)
+    spec = resolve(str(folder))
+    for load in (
+        lambda: loading.load_model(spec, device="cpu"),
+        lambda: loading.load_tokenizer(spec),
+    ):
+        with pytest.raises(TunesmithError) as caught:
+            load()
+        error = caught.value
+        assert (error.status, error.code, error.param) == (400, "model_not_loadable", "model")
+        assert repr(spec.name) in error.message and len(error.message) < 1000
+
+
+def test_a_broken_adapter_is_a_400_too(tiny_model_dir, tmp_path):
+    (tmp_path / "adapter_config.json").write_text('{"peft_type": "NOT_A_METHOD"}')
+    spec = ModelSpec(
+        "ft:tiny:local:x:Broken12", "fine-tuned", str(tiny_model_dir), str(tiny_model_dir),
+        adapter=tmp_path,
+    )  # fmt: skip
+    with pytest.raises(TunesmithError) as caught:
+        loading.load_model(spec, device="cpu")
+    assert caught.value.code == "model_not_loadable" and "adapter" in caught.value.message
+
+
+def test_our_own_bugs_are_not_hidden(tiny_model_dir, monkeypatch):
+    """Only the library calls are wrapped: a bug in our code around them still raises as one."""
+    monkeypatch.setattr(loading, "weights_folder", lambda spec: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        loading.load_model(resolve(str(tiny_model_dir)), device="cpu")

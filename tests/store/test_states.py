@@ -72,9 +72,7 @@ def test_every_job_move_lands_exactly_when_the_table_has_it(store, src, dst):
         assert store.jobs.get(job_id).status == src
 
 
-@pytest.mark.parametrize(
-    ("src", "dst"), list(itertools.product(COMPARISON_STATUSES, repeat=2))
-)
+@pytest.mark.parametrize(("src", "dst"), list(itertools.product(COMPARISON_STATUSES, repeat=2)))
 def test_every_comparison_move_lands_exactly_when_the_table_has_it(store, src, dst):
     row = store.comparisons.create({"train": "t", "test": "t"})
     force(store, "comparisons", row.id, src)

@@ -15,8 +15,8 @@ from tunesmith.errors import NotFoundError, TooLargeError, TunesmithError
 from tunesmith.models.spec import ModelSpec
 from tunesmith.settings import Settings, get_settings
 from tunesmith.store import Store, open_store
-from tunesmith.store.lifecycle import Runner
 from tunesmith.store import migrations as migrations_module
+from tunesmith.store.lifecycle import Runner
 from tunesmith.store.migrations import MIGRATIONS, migrate
 
 METHOD = {

@@ -26,24 +26,25 @@ from tunesmith.infer.sampling import TokenLogprob
 from tunesmith.infer.sequence import Completion, Sequence
 from tunesmith.infer.tools import call_id, parse_tool_calls
 from tunesmith.models.spec import ModelSpec
+from tunesmith.store import Store
 
 DEFAULT_MAX_TOKENS = 2048
 
 
 async def create(
-    request: Request, engine: Engine, spec: ModelSpec, req: ChatCompletionRequest
+    request: Request, store: Store, engine: Engine, req: ChatCompletionRequest
 ) -> dict | StreamingResponse:
     """The chat completion, whole or as a stream of chunks."""
-    prep = await run_in_threadpool(prepare, engine, spec, req)
+    prep = await run_in_threadpool(prepare, store, engine, req)  # blocking: off the loop
     if req.stream:
-        head = serving.head("chatcmpl-", "chat.completion.chunk", req.model)
+        head = serving.response_head("chatcmpl-", "chat.completion.chunk", req.model)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
         def chunks(index: int, seq: Sequence) -> AsyncIterator[dict]:
             return _chunks(engine, prep, req.logprobs, index, seq)
 
         return serving.stream(engine, prep.work, head, chunks, include_usage)
-    head = serving.head("chatcmpl-", "chat.completion", req.model)
+    head = serving.response_head("chatcmpl-", "chat.completion", req.model)
     return await serving.complete(
         request, engine, prep.work, head, lambda i, done: _choice(prep, i, done, req.logprobs)
     )
@@ -112,8 +113,10 @@ def _forced_prefix(req: ChatCompletionRequest, hermes: bool) -> str:
     return f'{TOOL_CALL_OPEN}{{"name": "'
 
 
-def prepare(engine: Engine, spec: ModelSpec, req: ChatCompletionRequest) -> Prepared:
-    """Messages to prompt tokens, tools to guided decoding; blocking (tokenizer, model load)."""
+def prepare(store: Store, engine: Engine, req: ChatCompletionRequest) -> Prepared:
+    """Model by name, messages to prompt tokens, tools to guided decoding; blocking (the store,
+    the tokenizer, a model's first load)."""
+    spec = store.models.resolve(req.model)
     tokenizer = engine.tokenizer(spec)
     tools = (
         [t.model_dump(exclude_none=True) for t in req.tools or []]

@@ -15,7 +15,7 @@ from tunesmith.api.protocol.chat import CompletionRequest
 from tunesmith.infer.engine import Engine
 from tunesmith.infer.sampling import TokenLogprob
 from tunesmith.infer.sequence import Completion, Sequence
-from tunesmith.models.spec import ModelSpec
+from tunesmith.store import Store
 
 
 @dataclass
@@ -26,11 +26,11 @@ class Prepared:
 
 
 async def create(
-    request: Request, engine: Engine, spec: ModelSpec, req: CompletionRequest
+    request: Request, store: Store, engine: Engine, req: CompletionRequest
 ) -> dict | StreamingResponse:
     """The text completion, whole or as a stream of chunks; choices are prompt by prompt, n each."""
-    prep = await run_in_threadpool(prepare, engine, spec, req)
-    head = serving.head("cmpl-", "text_completion", req.model)
+    prep = await run_in_threadpool(prepare, store, engine, req)  # blocking: off the loop
+    head = serving.response_head("cmpl-", "text_completion", req.model)
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
@@ -43,8 +43,10 @@ async def create(
     )
 
 
-def prepare(engine: Engine, spec: ModelSpec, req: CompletionRequest) -> Prepared:
-    """Each prompt tokenized and checked against the model; blocking (tokenizer, model load)."""
+def prepare(store: Store, engine: Engine, req: CompletionRequest) -> Prepared:
+    """Model by name, each prompt tokenized and checked against it; blocking (the store, the
+    tokenizer, a model's first load)."""
+    spec = store.models.resolve(req.model)
     tokenizer = engine.tokenizer(spec)
     limits = engine.limits(spec)
     runs, prompts, prompt_tokens = [], [], 0

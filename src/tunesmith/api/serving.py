@@ -97,7 +97,7 @@ def _logit_bias(req: DecodingRequest, limits: Limits) -> dict[int, float]:
 
 
 # --- the answer ----------------------------------------------------------------------------------
-def head(prefix: str, object_: str, model: str) -> dict:
+def response_head(prefix: str, object_: str, model: str) -> dict:
     """The fields every response and chunk starts with; one id for all chunks of a stream."""
     return {
         "id": new_id(prefix),

@@ -36,7 +36,12 @@ def serve_command(
         ),
     ] = None,
     hub_models: Annotated[
-        bool, typer.Option(help="Let clients name Hugging Face hub ids (downloaded on use).")
+        bool,
+        typer.Option(
+            "--hub-models",
+            help="Let clients name Hugging Face hub ids (downloaded on use). Also "
+            "TUNESMITH_HUB_MODELS=1.",
+        ),
     ] = False,
     allowed_host: Annotated[
         list[str] | None,
@@ -47,7 +52,11 @@ def serve_command(
         ),
     ] = None,
     public_docs: Annotated[
-        bool, typer.Option(help="Serve /docs and /openapi.json without a key.")
+        bool,
+        typer.Option(
+            "--public-docs",
+            help="Serve /docs and /openapi.json without a key. Also TUNESMITH_PUBLIC_DOCS=1.",
+        ),
     ] = False,
 ) -> None:
     """Serve OpenAI's fine-tuning and chat API for the official `openai` SDK, unchanged.

@@ -213,6 +213,12 @@ def parse_message(m: Any, field: str, issues: RowIssues, legacy_ids: list[str]) 
             f"{field}.tool_call_id",
             "A tool message needs the tool_call_id of the assistant's tool call it answers.",
         )
+    elif tool_call_id is not None and not isinstance(tool_call_id, str):
+        issues.add(
+            "invalid_field",
+            f"{field}.tool_call_id",
+            f"tool_call_id must be text, not {type_name(tool_call_id)}.",
+        )
     if issues.errors > errors_before:
         return None
     name = m.get("name")

@@ -199,13 +199,14 @@ def sharegpt_turn(
         if key not in turn:
             issues.add("message_missing_key", f"{field}.{key}", f"The turn has no {key!r}; add it.")
     tag, value = turn.get("from"), turn.get("value")
-    if "from" in turn and tag not in SHAREGPT_ROLES:
+    known = isinstance(tag, str) and tag in SHAREGPT_ROLES  # a list or object is no speaker
+    if "from" in turn and not known:
         issues.add(
             "unrecognized_role",
             f"{field}.from",
             f"Unrecognized speaker {tag!r}; use one of {', '.join(SHAREGPT_ROLES)}.",
         )
-    if tag not in SHAREGPT_ROLES or "value" not in turn:
+    if not known or "value" not in turn:
         return None
     if not isinstance(value, str) or (not value.strip() and tag != "observation"):
         kind = "empty_assistant_answer" if SHAREGPT_ROLES[tag] == "assistant" else "missing_content"

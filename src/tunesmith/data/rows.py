@@ -67,10 +67,6 @@ def read_text(path: Path) -> str:
         data = path.read_bytes()
     except OSError as exc:
         raise TunesmithError(f"Cannot read {path}: {exc.strerror or exc}.", param="file") from exc
-    if not data.strip():
-        raise TunesmithError(
-            f"{path} is empty.", "Give a file with at least one example.", param="file"
-        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -80,7 +76,12 @@ def read_text(path: Path) -> str:
             "Save the file as UTF-8, for example with `iconv -f latin1 -t utf-8 IN > OUT`.",
             param="file",
         ) from exc
-    return text.removeprefix("\ufeff")  # the byte-order mark Excel and Notepad put first
+    text = text.removeprefix("\ufeff")  # the byte-order mark Excel and Notepad put first
+    if not text.strip():  # after the mark: a file of nothing but a BOM is empty too
+        raise TunesmithError(
+            f"{path} is empty.", "Give a file with at least one example.", param="file"
+        )
+    return text
 
 
 def jsonl_rows(text: str) -> Rows:
@@ -93,6 +94,8 @@ def jsonl_rows(text: str) -> Rows:
             rows.items.append((number, json.loads(raw)))
         except json.JSONDecodeError as exc:
             rows.problems.append(bad_json(exc, number, exc.colno))
+        except (RecursionError, ValueError) as exc:
+            rows.problems.append(unreadable_json(exc, number))
     return rows
 
 
@@ -120,6 +123,8 @@ def json_array_rows(text: str) -> Rows:
             raise json.JSONDecodeError("Extra data after the array", text, pos + 1)
     except json.JSONDecodeError as exc:
         rows.problems.append(bad_json(exc, exc.lineno, exc.colno))
+    except (RecursionError, ValueError) as exc:  # where the next element starts is lost too
+        rows.problems.append(unreadable_json(exc, line))
     return rows
 
 
@@ -128,6 +133,21 @@ def bad_json(exc: json.JSONDecodeError, line: int, column: int) -> Issue:
         "invalid_json",
         f"Not valid JSON: {exc.msg} at column {column}. Each line must hold one complete JSON "
         "object; look for a missing quote, comma or brace, or a line break inside a string.",
+        line=line,
+    )
+
+
+def unreadable_json(exc: RecursionError | ValueError, line: int) -> Issue:
+    """Valid JSON past what Python reads: nesting deeper than its recursion limit (about
+    1,000), or an integer longer than its 4,300-digit limit (a ValueError)."""
+    what = (
+        "is nested too deeply to read"
+        if isinstance(exc, RecursionError)
+        else f"cannot be read ({exc})"
+    )
+    return make_issue(
+        "invalid_json",
+        f"The JSON here {what}. No training example needs that; check how the file was written.",
         line=line,
     )
 

@@ -247,8 +247,8 @@ class Engine:
             for loaded in busy:  # one step per model in turn: models share the chip fairly
                 try:
                     loaded.lane.step()
-                except Exception as exc:  # the forward pass itself failed (a bug, not bad input:
-                    log.exception("decode step failed")  # a row's own failure stays in its row)
+                except Exception as exc:  # the forward pass itself failed: a bug, not bad input
+                    log.exception("decode step failed")  # (a row's own failure stays in its row)
                     loaded.lane.fail_all(exc)
             if busy:
                 continue
@@ -282,7 +282,7 @@ class Engine:
                 loaded, seq = self._waiting.get_nowait()
             except queue.Empty:
                 break
-            if seq.cancelled:  # its client left while it waited: no prefill for nobody
+            if seq.cancelled:  # its client left while it waited: nobody reads it, skip the prefill
                 continue
             lane = loaded.lane
             group = newcomers.setdefault(id(loaded), (loaded, []))[1]
@@ -333,6 +333,7 @@ def _unwrap(item: Delta | BaseException) -> Delta:
 
 
 def _cancel_queued(future: Future[list[Sequence]]) -> None:
+    """For sequences queued after their caller stopped waiting: nobody will read them."""
     if not future.cancelled() and future.exception() is None:
         for seq in future.result():
             seq.cancel()

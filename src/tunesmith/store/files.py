@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from tunesmith.errors import NotFoundError, TooLargeError
+from tunesmith.errors import DiskFullError, NotFoundError, TooLargeError, out_of_space
 from tunesmith.ids import new_id
 
 if TYPE_CHECKING:
@@ -159,11 +161,26 @@ class PendingFile:
                 "Split it, or start the server with a larger TUNESMITH_MAX_UPLOAD_BYTES.",
                 param="file",
             )
-        self._out.write(chunk)
+        with self._disk_full_is_an_error():
+            self._out.write(chunk)
+
+    @contextmanager
+    def _disk_full_is_an_error(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            if not out_of_space(exc):
+                raise
+            raise DiskFullError(
+                f"No space left to store {self.filename!r}; nothing of it was kept.",
+                "Free some disk space in the tunesmith home folder, then upload it again.",
+                param="file",
+            ) from exc
 
     def commit(self, purpose: str, expires_after: int | None = None) -> FileRow:
         """Move the bytes into place under the id and record the row (expiring after N s)."""
-        self._out.close()
+        with self._disk_full_is_an_error():  # the last buffered bytes are written here
+            self._out.close()
         os.replace(self._tmp, self._final)
         self._open = False
         try:
@@ -176,7 +193,8 @@ class PendingFile:
 
     def discard(self) -> None:
         if self._open:
-            self._out.close()
+            with suppress(OSError):  # a full disk fails the flush again: the bytes go anyway
+                self._out.close()
             self._tmp.unlink(missing_ok=True)
             self._open = False
 

@@ -6,7 +6,6 @@ Everything it does lands in the store, so every door sees the same job.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
 import os
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunesmith.data.render import encode
-from tunesmith.errors import TunesmithError
+from tunesmith.errors import TunesmithError, out_of_space
 from tunesmith.models.naming import checkpoint_name, fine_tuned_name
 from tunesmith.models.spec import ModelSpec
 from tunesmith.train import events as ev
@@ -120,17 +119,6 @@ def run(
         raise
 
 
-def _out_of_space(exc: BaseException) -> bool:
-    """A full disk (or a file-size limit) as Python, safetensors or tokenizers (Rust) report it."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        return True
-    text = str(exc)
-    return any(
-        sign in text
-        for sign in ("No space left on device", "File too large", "os error 28", "os error 27")
-    )
-
-
 def _fail(store: Store, job_id: str, exc: BaseException) -> TunesmithError | None:
     """Mark the job failed with a reason; return the error to show the user, if there is one."""
     user_error: TunesmithError | None = None
@@ -138,7 +126,7 @@ def _fail(store: Store, job_id: str, exc: BaseException) -> TunesmithError | Non
         message, code = "interrupted before a checkpoint could be saved", "interrupted"
     elif isinstance(exc, TunesmithError):
         message, code, user_error = str(exc), exc.code or "invalid_request", exc
-    elif _out_of_space(exc):
+    elif out_of_space(exc):
         message = f"no space left to write {getattr(exc, 'filename', None) or 'the run'}; nothing half-written was kept"
         code = "disk_full"
         user_error = TunesmithError(

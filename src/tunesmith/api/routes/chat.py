@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from tunesmith.api import chat_service
 from tunesmith.api.deps import EngineDep, StoreDep
@@ -18,5 +17,4 @@ async def create_chat_completion(
     req: ChatCompletionRequest, request: Request, store: StoreDep, engine: EngineDep
 ) -> dict | StreamingResponse:
     """Any base model, fine-tuned model or checkpoint by name; adapters switch per request."""
-    spec = await run_in_threadpool(store.models.resolve, req.model)
-    return await chat_service.create(request, engine, spec, req)
+    return await chat_service.create(request, store, engine, req)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from tunesmith.api import completions_service
 from tunesmith.api.deps import EngineDep, StoreDep
@@ -18,5 +17,4 @@ async def create_completion(
     req: CompletionRequest, request: Request, store: StoreDep, engine: EngineDep
 ) -> dict | StreamingResponse:
     """Any model by name; each prompt is continued as written."""
-    spec = await run_in_threadpool(store.models.resolve, req.model)
-    return await completions_service.create(request, engine, spec, req)
+    return await completions_service.create(request, store, engine, req)
