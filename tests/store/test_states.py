@@ -90,30 +90,35 @@ def test_a_caller_asking_for_a_move_the_table_lacks_is_a_bug(store):
         store.jobs.move(job_id, "queued", only_from={"succeeded"})
 
 
+def _race(job_id: str) -> list[bool]:
+    """Cancel and succeed, each from its own connection, released at the same instant."""
+    others = [open_store(), open_store()]
+    barrier, results = threading.Barrier(2), []
+
+    def attempt(own: Store, to: str) -> None:
+        barrier.wait()
+        results.append(own.jobs.lifecycle.move(job_id, to, only_from={"running"}))
+
+    threads = [
+        threading.Thread(target=attempt, args=(others[0], "cancelled")),
+        threading.Thread(target=attempt, args=(others[1], "succeeded")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for o in others:
+        o.close()
+    return results
+
+
 def test_two_racing_moves_only_one_lands(store):
     """Cancel and succeed race for a running job: the database lets exactly one through."""
     for _ in range(20):
         job_id = new_job(store)
         store.jobs.move(job_id, "queued")
         store.jobs.claim(job_id, A, only_from={"queued"})
-        others = [open_store(), open_store()]
-        barrier, results = threading.Barrier(2), []
-
-        def attempt(own: Store, to: str) -> None:
-            barrier.wait()
-            results.append(own.jobs.lifecycle.move(job_id, to, only_from={"running"}))
-
-        threads = [
-            threading.Thread(target=attempt, args=(others[0], "cancelled")),
-            threading.Thread(target=attempt, args=(others[1], "succeeded")),
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for o in others:
-            o.close()
-        assert sorted(results) == [False, True]
+        assert sorted(_race(job_id)) == [False, True]
 
 
 def test_success_and_registration_land_together(store, tmp_path):
