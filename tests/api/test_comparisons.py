@@ -84,8 +84,14 @@ def test_cancel_and_delete_through_the_api(serve, tiny_model_dir, orders, tmp_pa
     url = serve(workers=0, model_dirs=[tiny_model_dir])  # no worker: it stays queued
     http = httpx.Client(base_url=url, timeout=60)
     upload = {"purpose": "fine-tune"}
-    train = http.post("/files", files={"file": open(orders / "train.jsonl", "rb")}, data=upload)
-    test = http.post("/files", files={"file": open(orders / "test.jsonl", "rb")}, data=upload)
+    train = http.post(
+        "/files",
+        files={"file": ("train.jsonl", (orders / "train.jsonl").read_bytes())},
+        data=upload,
+    )
+    test = http.post(
+        "/files", files={"file": ("test.jsonl", (orders / "test.jsonl").read_bytes())}, data=upload
+    )
     body = {"training_file": train.json()["id"], "test_file": test.json()["id"],
             "model": str(tiny_model_dir), "train_now": True}  # fmt: skip
     cmp_id = http.post("/comparisons", json=body).json()["id"]

@@ -17,7 +17,6 @@ from tunesmith.store.lifecycle import Runner
 from tunesmith.train.config import SFTConfig
 from tunesmith.train.run import run
 
-
 RUNNER = Runner(os.getpid(), "test-host")
 
 

@@ -26,8 +26,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from tunesmith.infer.engine import Engine
         from tunesmith.evals.queued import run_queued_comparison
+        from tunesmith.infer.engine import Engine
         from tunesmith.jobs.worker import Supervisor
         from tunesmith.store import open_store
 
