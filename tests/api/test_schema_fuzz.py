@@ -1,4 +1,5 @@
-"""Schemathesis against a live server: no request generated from /openapi.json gets a 5xx.
+"""Schemathesis against a live server: no request generated from /openapi.json gets a 5xx, and
+every refusal is OpenAI's error JSON.
 
 Every deterministic failure must be a 4xx with OpenAI's error JSON (the SDK retries 5xx). The
 requests are generated from the schema, valid ones and invalid ones (wrong types, missing fields,
@@ -105,4 +106,12 @@ def test_no_request_gets_a_server_error(case, base_url, known):
     SENT[case.operation.label] += 1
     response = case.call(base_url=base_url, timeout=REPLY_SECONDS)
     STATUSES[response.status_code] += 1
-    case.validate_response(response, checks=[not_a_server_error])
+    case.validate_response(response, checks=[not_a_server_error, openai_error_json])
+
+
+def openai_error_json(ctx, response, case) -> None:
+    """A refusal is OpenAI's error JSON, all four keys present: the SDK reads them."""
+    if response.status_code >= 400:
+        error = response.json().get("error")
+        keys = set(error) if isinstance(error, dict) else set()
+        assert keys == {"message", "type", "param", "code"}, response.text[:300]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -115,3 +116,32 @@ def test_a_file_too_big_to_check_fails_its_own_job_in_the_child(tiny_model_dir, 
         validator.close()
     error = store.jobs.get(big_job.id).error
     assert error["code"] == "file_too_large" and "memory" in error["message"]
+
+
+def test_a_fault_in_the_validating_thread_is_retried_not_the_end_of_it(
+    tiny_model_dir, orders, tmp_path, monkeypatch
+):
+    """One "database is locked" used to end the supervisor's validation thread silently."""
+    import sqlite3
+
+    from tunesmith.jobs import validation
+
+    monkeypatch.setattr(validation, "RETRY_SECONDS", 0.1)
+    store = open_store()
+    small = lines(orders / "train.jsonl", tmp_path / "small.jsonl", 12)
+    file = store.files.add_path(small, "fine-tune")
+    job = create_job(store, SFTConfig(model=str(tiny_model_dir)), training_file=file.id)
+    real_get, faults = store.jobs.get, iter([True, False])
+
+    def flaky_get(job_id: str):
+        if threading.current_thread().name == "validate-files" and next(faults, False):
+            raise sqlite3.OperationalError("database is locked")
+        return real_get(job_id)
+
+    monkeypatch.setattr(store.jobs, "get", flaky_get)
+    validator = Validator(get_settings(), store)
+    try:
+        validator.submit(job.id)
+        assert wait_status(store, job.id) == "queued"
+    finally:
+        validator.close()

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
+RETRY_SECONDS = 2.0  # after a transient fault (a locked database), the job is checked again
 
 
 def _limit_memory(max_bytes: int) -> None:
@@ -79,9 +80,18 @@ class Validator:
                 continue
             try:
                 self._validate(job_id)
-            except Exception:  # a locked database, a bug: fail this job, keep validating others
-                log.exception("validating %s failed", job_id)
-                self._fail(job_id, "internal_error", "validation failed; see the server log")
+            except Exception:  # a locked database, a bug: try again later, never stop the loop
+                log.exception("validating %s failed; retrying it", job_id)
+                self._retry_later(job_id)
+
+    def _retry_later(self, job_id: str) -> None:
+        def again() -> None:
+            if not self._stopping.is_set():
+                self._ids.put(job_id)
+
+        timer = threading.Timer(RETRY_SECONDS, again)
+        timer.daemon = True
+        timer.start()
 
     def _validate(self, job_id: str) -> None:
         if self.store.jobs.get(job_id).status != "validating_files":  # cancelled meanwhile
