@@ -332,6 +332,13 @@ def test_earlier_tool_calls_need_a_function_and_may_send_arguments_as_an_object(
     assert prompt_tokens({"city": "Oslo"}) == prompt_tokens('{"city": "Oslo"}')  # JSON-encoded
 
 
+def test_a_text_part_whose_text_is_not_a_string_is_a_400(sdk, tiny):
+    messages = [{"role": "user", "content": [{"type": "text", "text": 5}]}]
+    with pytest.raises(openai.BadRequestError) as bad:
+        sdk.chat.completions.create(model=tiny, messages=messages, max_tokens=2)
+    assert bad.value.body["param"] == "messages[0].content"
+
+
 @pytest.fixture
 def picky_model(tiny_model_dir, tmp_path) -> str:
     """The tiny model with a chat template that refuses conversations not opened by the user."""

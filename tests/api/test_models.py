@@ -195,3 +195,14 @@ def test_built_in_and_registered_models_need_no_model_dirs(serve, client, store,
     sdk = client(serve())
     assert refusal(sdk, BASE) is None
     assert refusal(sdk, FT) is None
+
+
+def test_a_model_folder_that_cannot_load_is_a_400(serve, client, tmp_path):
+    broken = model_folder(tmp_path / "models" / "broken")
+    (broken / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    sdk = client(serve(model_dirs=[tmp_path / "models"]))
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.chat.completions.create(model=str(broken), messages=[{"role": "user", "content": "hi"}])
+    assert (caught.value.code, caught.value.param) == ("model_not_loadable", "model")
+    assert str(broken) in caught.value.message
+    assert sdk.models.list().data  # and the server goes on serving

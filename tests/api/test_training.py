@@ -226,9 +226,11 @@ def test_a_crashed_worker_costs_its_job_an_attempt_not_the_server(
     killed: set[int] = set()
     for _ in range(MAX_ATTEMPTS):
         running = wait_for(
-            lambda: (j := open_store().jobs.get(job.id)).status == "running"
-            and j.worker_pid not in killed
-            and j,
+            lambda: (
+                (j := open_store().jobs.get(job.id)).status == "running"
+                and j.worker_pid not in killed
+                and j
+            ),
             timeout=180,
         )
         killed.add(running.worker_pid)
@@ -312,6 +314,6 @@ def test_jobs_and_files_survive_a_killed_server_and_resume(tiny_model_dir, long_
 
 
 def _alive(job_id: str) -> bool:
-    from tunesmith.jobs.worker import pid_alive
+    from tunesmith.jobs.recovery import pid_alive
 
     return pid_alive(open_store().jobs.get(job_id).worker_pid)

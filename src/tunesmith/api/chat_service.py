@@ -56,12 +56,18 @@ def _text(content: str | list[dict] | None, index: int) -> str | None:
         return content
     parts = []
     for part in content:
-        if part.get("type") not in ("text", "input_text"):
+        kind, text = part.get("type"), part.get("text", "")
+        if kind not in ("text", "input_text"):
             raise TunesmithError(
-                f"messages[{index}] has a {part.get('type')!r} content part; this model reads text only.",
+                f"messages[{index}] has a {kind!r} content part; this model reads text only.",
                 param=f"messages[{index}].content",
             )
-        parts.append(part.get("text", ""))
+        if not isinstance(text, str):
+            raise TunesmithError(
+                f"messages[{index}] has a text part whose text is not a string.",
+                param=f"messages[{index}].content",
+            )
+        parts.append(text)
     return "".join(parts)
 
 

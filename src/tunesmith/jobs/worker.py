@@ -82,7 +82,10 @@ class Supervisor:
         workers: int = 1,
         run_comparison: ComparisonRunner | None = None,
     ) -> None:
-        self.settings = settings
+        # The door that created a job already decided which model it may name (the API keeps to
+        # --model-dir, the CLI allows any folder); the processes that run and check jobs trust
+        # that decision, so a CLI job on a private folder can still be resumed by a worker.
+        self.settings = settings.model_copy(update={"any_model_folder": True})
         self.n_workers = workers
         self.run_comparison = run_comparison
         self.processes: list[BaseProcess] = []
