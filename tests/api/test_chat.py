@@ -332,6 +332,13 @@ def test_earlier_tool_calls_need_a_function_and_may_send_arguments_as_an_object(
     assert prompt_tokens({"city": "Oslo"}) == prompt_tokens('{"city": "Oslo"}')  # JSON-encoded
 
 
+@pytest.mark.parametrize("tool", [{"role": "tool"}, {"role": "tool", "content": "21 C"}])
+def test_a_tool_message_without_its_call_id_is_a_400(sdk, tiny, tool):
+    with pytest.raises(openai.BadRequestError) as bad:
+        sdk.chat.completions.create(model=tiny, messages=[*USER, tool], max_tokens=2)
+    assert bad.value.body["param"] == "messages.1"
+
+
 def test_a_text_part_whose_text_is_not_a_string_is_a_400(sdk, tiny):
     messages = [{"role": "user", "content": [{"type": "text", "text": 5}]}]
     with pytest.raises(openai.BadRequestError) as bad:

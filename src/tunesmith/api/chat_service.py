@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
-from jinja2 import TemplateError
 from starlette.concurrency import run_in_threadpool
 
 from tunesmith.api import serving
@@ -25,7 +24,6 @@ from tunesmith.infer.engine import Engine
 from tunesmith.infer.sampling import TokenLogprob
 from tunesmith.infer.sequence import Completion, Sequence
 from tunesmith.infer.tools import call_id, parse_tool_calls
-from tunesmith.models.spec import ModelSpec
 from tunesmith.store import Store
 
 DEFAULT_MAX_TOKENS = 2048
@@ -133,7 +131,7 @@ def prepare(store: Store, engine: Engine, req: ChatCompletionRequest) -> Prepare
         not template_supports_tools(tokenizer) or TOOL_CALL_OPEN in (tokenizer.chat_template or "")
     )
     prefix = _forced_prefix(req, hermes)
-    prompt_ids = _encode(tokenizer, spec, req, tools)
+    prompt_ids = encode_prompt(tokenizer, to_messages(req.messages), tools or None)
     if prefix:
         prompt_ids += tokenizer(prefix, add_special_tokens=False)["input_ids"]
     limits = engine.limits(spec)
@@ -157,16 +155,6 @@ def prepare(store: Store, engine: Engine, req: ChatCompletionRequest) -> Prepare
     names = {t["function"]["name"] for t in tools} if tools else None
     suffix = "}" + TOOL_CALL_CLOSE if prefix else ""
     return Prepared(work, prefix, suffix, names, tokenizer)
-
-
-def _encode(tokenizer, spec: ModelSpec, req: ChatCompletionRequest, tools: list[dict]) -> list[int]:
-    try:
-        return encode_prompt(tokenizer, to_messages(req.messages), tools or None)
-    except TemplateError as exc:  # the template's raise_exception: it refuses this conversation
-        raise TunesmithError(
-            f"The chat template of {spec.name} refuses these messages: {exc}",
-            param="messages",
-        ) from exc
 
 
 def _guide(req: ChatCompletionRequest, prefix: str) -> str | None:

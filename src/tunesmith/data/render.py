@@ -125,9 +125,19 @@ def _render(
             "Use an instruction-tuned model, or add a chat_template to its tokenizer_config.json.",
             param="model",
         )
-    return tokenizer.apply_chat_template(
-        messages, tools=tools, tokenize=False, add_generation_prompt=add_generation_prompt
-    )
+    from jinja2 import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(
+            messages, tools=tools, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+    except TemplateError as exc:  # the template's raise_exception: it refuses this conversation
+        raise TunesmithError(
+            f"The chat template of {tokenizer.name_or_path!r} refuses these messages: {exc}",
+            "Check the roles and their order (some templates allow no system message, or "
+            "require user and assistant turns to alternate).",
+            param="messages",
+        ) from exc
 
 
 def prompt_text(

@@ -105,6 +105,13 @@ class ChatMessage(BaseModel):
     tool_call_id: str | None = None
     function_call: FunctionCallParam | None = None
 
+    @model_validator(mode="after")
+    def _tool_result_names_its_call(self) -> ChatMessage:
+        # As on OpenAI: a tool result answers one call, by id, with some content.
+        if self.role == "tool" and (not self.tool_call_id or self.content is None):
+            raise ValueError("a tool message needs tool_call_id and content")
+        return self
+
 
 class DecodingRequest(OpenAIRequest):
     """The sampling fields chat and text completions share."""
