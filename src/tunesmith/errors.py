@@ -42,14 +42,12 @@ class TunesmithError(Exception):
 
     def to_openai(self) -> dict:
         """OpenAI's error body: all four keys are always present."""
-        return {
-            "error": {
-                "message": str(self),
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+        return error_body(str(self), self.type, self.param, self.code)
+
+
+def error_body(message: str, type_: str, param: str | None, code: str | None) -> dict:
+    """The one builder of OpenAI's error JSON, for every door and every stream."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
 class NotFoundError(TunesmithError):

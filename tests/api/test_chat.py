@@ -14,7 +14,7 @@ import torch
 from tunesmith.data.records import Message
 from tunesmith.data.render import encode_prompt
 from tunesmith.infer.engine import Engine
-from tunesmith.infer.sequence import Sequence
+from tunesmith.infer.generation import Generation
 from tunesmith.models.spec import ModelSpec
 from tunesmith.store import open_store
 
@@ -280,16 +280,16 @@ FAILING_MAX_TOKENS = 13  # requests asking for this many tokens fail at their th
 @pytest.fixture
 def sampling_fails_for_some(monkeypatch):
     """A fault inside one row's sampling (a bug the checks did not catch), for some requests."""
-    from tunesmith.infer import lane
+    from tunesmith.infer import batch as running_batch
 
-    real = lane.choose
+    real = running_batch.choose
 
     def choose(logits, generated, params, generator, allowed=None):
         if params.max_tokens == FAILING_MAX_TOKENS and len(generated) == 2:
             raise RuntimeError("sampling broke")
         return real(logits, generated, params, generator, allowed)
 
-    monkeypatch.setattr(lane, "choose", choose)
+    monkeypatch.setattr(running_batch, "choose", choose)
 
 
 def test_a_row_failing_mid_stream_errors_in_band_and_alone(sdk, tiny, sampling_fails_for_some):
@@ -377,9 +377,9 @@ LONG = 2000  # tokens: many seconds of decoding for the tiny model
 
 
 @pytest.fixture
-def submitted(monkeypatch) -> list[tuple[Engine, ModelSpec, Sequence]]:
+def submitted(monkeypatch) -> list[tuple[Engine, ModelSpec, Generation]]:
     """Every sequence the server submits, with its engine and model."""
-    seen: list[tuple[Engine, ModelSpec, Sequence]] = []
+    seen: list[tuple[Engine, ModelSpec, Generation]] = []
     real = Engine.submit_async
 
     async def spy(self, spec, runs):
@@ -423,7 +423,7 @@ def test_a_client_that_disconnects_frees_its_rows(sdk, tiny, submitted, leave):
     engine, spec, _ = submitted[0]
     engine.load(spec)  # tasks run between steps: after the second, one more step has dropped them
     loaded, _ = engine.load(spec)
-    assert not loaded.lane.seqs
+    assert not loaded.batch.rows
     assert all(len(seq.generated) < LONG for _, _, seq in submitted)
 
 

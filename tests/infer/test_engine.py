@@ -238,7 +238,7 @@ def test_a_cancelled_request_leaves_the_batch(engine, tiny_model_dir):
     seq.cancel()
     engine.load(spec)  # a task runs between steps: the second one after at least one more step
     loaded, _ = engine.load(spec)
-    assert seq not in loaded.lane.seqs and len(seq.generated) < 2000
+    assert seq not in loaded.batch.rows and len(seq.generated) < 2000
 
 
 def test_a_request_cancelled_while_it_waits_is_never_prefilled(engine, tiny_model_dir):

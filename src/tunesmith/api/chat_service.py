@@ -21,8 +21,8 @@ from tunesmith.data.render import (
 )
 from tunesmith.errors import TunesmithError
 from tunesmith.infer.engine import Engine
+from tunesmith.infer.generation import Completion, Generation
 from tunesmith.infer.sampling import TokenLogprob
-from tunesmith.infer.sequence import Completion, Sequence
 from tunesmith.infer.tools import call_id, parse_tool_calls
 from tunesmith.store import Store
 
@@ -38,7 +38,7 @@ async def create(
         head = serving.response_head("chatcmpl-", "chat.completion.chunk", req.model)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
-        def chunks(index: int, seq: Sequence) -> AsyncIterator[dict]:
+        def chunks(index: int, seq: Generation) -> AsyncIterator[dict]:
             return _chunks(engine, prep, req.logprobs, index, seq)
 
         return serving.stream(engine, prep.work, head, chunks, include_usage)
@@ -212,7 +212,7 @@ def _choice(prep: Prepared, index: int, done: Completion, logprobs: bool) -> dic
 
 
 async def _chunks(
-    engine: Engine, prep: Prepared, logprobs: bool, index: int, seq: Sequence
+    engine: Engine, prep: Prepared, logprobs: bool, index: int, seq: Generation
 ) -> AsyncIterator[dict]:
     """One choice's chunks: the role, then content deltas (or the tool calls, known only once
     the answer is whole), then the finish reason."""

@@ -13,8 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from tunesmith.api import serving
 from tunesmith.api.protocol.chat import CompletionRequest
 from tunesmith.infer.engine import Engine
+from tunesmith.infer.generation import Completion, Generation
 from tunesmith.infer.sampling import TokenLogprob
-from tunesmith.infer.sequence import Completion, Sequence
 from tunesmith.store import Store
 
 
@@ -34,7 +34,7 @@ async def create(
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
-        def chunks(index: int, seq: Sequence) -> AsyncIterator[dict]:
+        def chunks(index: int, seq: Generation) -> AsyncIterator[dict]:
             return _chunks(engine, prep, req, index, seq)
 
         return serving.stream(engine, prep.work, head, chunks, include_usage)
@@ -77,7 +77,7 @@ def _choice(prep: Prepared, req: CompletionRequest, index: int, done: Completion
 
 
 async def _chunks(
-    engine: Engine, prep: Prepared, req: CompletionRequest, index: int, seq: Sequence
+    engine: Engine, prep: Prepared, req: CompletionRequest, index: int, seq: Generation
 ) -> AsyncIterator[dict]:
     """One choice's chunks: the echoed prompt first when asked, then the text as it comes, each
     chunk with the logprobs of its own tokens."""

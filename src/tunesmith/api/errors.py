@@ -13,14 +13,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tunesmith.errors import TunesmithError
+from tunesmith.errors import TunesmithError, error_body
 
 log = logging.getLogger(__name__)
 NO_RETRY = {"x-should-retry": "false"}
-
-
-def error_body(message: str, type_: str, param: str | None, code: str | None) -> dict:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
 def error_response(exc: TunesmithError) -> JSONResponse:

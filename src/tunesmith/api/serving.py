@@ -14,13 +14,12 @@ from dataclasses import dataclass, replace
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from tunesmith.api.errors import error_body
 from tunesmith.api.protocol.chat import DecodingRequest
-from tunesmith.errors import TunesmithError
+from tunesmith.errors import TunesmithError, error_body
 from tunesmith.ids import new_id
 from tunesmith.infer.engine import Engine, Limits, Run
+from tunesmith.infer.generation import Completion, Generation
 from tunesmith.infer.sampling import SamplingParams
-from tunesmith.infer.sequence import Completion, Sequence
 from tunesmith.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -29,7 +28,9 @@ log = logging.getLogger(__name__)
 # keeps its rows in the batch at most this long.
 DISCONNECT_POLL_SECONDS = 0.5
 
-ChoiceChunks = Callable[[int, Sequence], AsyncIterator[dict]]  # (index, sequence) -> choice deltas
+ChoiceChunks = Callable[
+    [int, Generation], AsyncIterator[dict]
+]  # (index, generation) -> choice deltas
 
 
 class ClientDisconnected(TunesmithError):
@@ -136,7 +137,7 @@ async def complete(
 
 
 async def _wait_while_connected(
-    request: Request, engine: Engine, seqs: list[Sequence]
+    request: Request, engine: Engine, seqs: list[Generation]
 ) -> list[Completion]:
     """Every sequence's completion; if the client disconnects first, their rows are freed."""
 
@@ -179,7 +180,7 @@ async def _events(
     generator and `finally` frees the rows.
     """
     extra = {"usage": None} if include_usage else {}
-    seqs: list[Sequence] = []
+    seqs: list[Generation] = []
     try:
         seqs = await engine.submit_async(work.spec, work.runs)
         for index, seq in enumerate(seqs):

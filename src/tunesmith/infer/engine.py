@@ -20,9 +20,9 @@ import torch
 from tunesmith.data.records import Message
 from tunesmith.data.render import encode_prompt
 from tunesmith.errors import TunesmithError
-from tunesmith.infer.lane import Lane
+from tunesmith.infer.batch import RunningBatch
+from tunesmith.infer.generation import Completion, Delta, Generation
 from tunesmith.infer.sampling import SamplingParams
-from tunesmith.infer.sequence import Completion, Delta, Sequence
 from tunesmith.models import threads
 from tunesmith.models.spec import ModelSpec
 
@@ -39,7 +39,7 @@ class Loaded:
     device: str
     stop_ids: set[int]
     adapters: dict[str, str] = field(default_factory=dict)  # adapter folder -> PEFT adapter name
-    lane: Lane | None = None
+    batch: RunningBatch | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class Engine:
         self.device = device
         self.merge_adapters = merge_adapters
         self._bases: dict[str, Loaded] = {}
-        self._waiting: queue.Queue[tuple[Loaded, Sequence]] = queue.Queue()
+        self._waiting: queue.Queue[tuple[Loaded, Generation]] = queue.Queue()
         self._tasks: queue.Queue[tuple[Callable, Future]] = queue.Queue()
         self._wake = threading.Event()
         self._state = threading.Lock()  # guards _running
@@ -118,7 +118,7 @@ class Engine:
         stop_ids |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         stop_ids.discard(None)
         loaded = Loaded(model=model, tokenizer=tokenizer, device=device, stop_ids=stop_ids)
-        loaded.lane = Lane(model, device, tokenizer.pad_token_id)
+        loaded.batch = RunningBatch(model, device, tokenizer.pad_token_id)
         self._bases[key] = loaded
         return loaded
 
@@ -132,7 +132,7 @@ class Engine:
         else:
             loaded.model = PeftModel.from_pretrained(loaded.model, folder, adapter_name=name)
             loaded.model.eval()
-            loaded.lane.model = loaded.model
+            loaded.batch.model = loaded.model
         loaded.adapters[folder] = name
 
     def limits(self, spec: ModelSpec) -> Limits:
@@ -148,11 +148,11 @@ class Engine:
         return load_tokenizer(spec)
 
     # --- requests --------------------------------------------------------------------------------
-    def submit(self, spec: ModelSpec, prompt_ids: list[int], params: SamplingParams) -> Sequence:
+    def submit(self, spec: ModelSpec, prompt_ids: list[int], params: SamplingParams) -> Generation:
         """Queue one request; read it with `stream` or `wait` (from a plain thread)."""
         return self._on_torch_thread(lambda: self._enqueue(spec, [(prompt_ids, params)], None))[0]
 
-    async def submit_async(self, spec: ModelSpec, runs: list[Run]) -> list[Sequence]:
+    async def submit_async(self, spec: ModelSpec, runs: list[Run]) -> list[Generation]:
         """Queue requests from a coroutine, all in one hop to the torch thread; the event loop
         waits for it without blocking. Read them with `stream_async` or `wait_async`."""
         loop = asyncio.get_running_loop()
@@ -165,14 +165,14 @@ class Engine:
 
     def _enqueue(
         self, spec: ModelSpec, runs: list[Run], loop: asyncio.AbstractEventLoop | None
-    ) -> list[Sequence]:
+    ) -> list[Generation]:
         """On the torch thread: the model is loaded (or an adapter attached) between steps, and a
         guide's token table is built here, not on an event loop."""
         if any(not ids for ids, _ in runs):
             raise TunesmithError("A prompt needs at least one token.", param="prompt")
         loaded, adapter = self._load_now(spec)
         seqs = [
-            Sequence(ids, params, adapter, loaded.tokenizer, loaded.stop_ids, loop)
+            Generation(ids, params, adapter, loaded.tokenizer, loaded.stop_ids, loop)
             for ids, params in runs
         ]
         for seq in seqs:
@@ -180,26 +180,26 @@ class Engine:
         self._kick()
         return seqs
 
-    def stream(self, seq: Sequence) -> Iterator[Delta]:
+    def stream(self, seq: Generation) -> Iterator[Delta]:
         while True:
             delta = _unwrap(seq.deltas.get())
             yield delta
             if delta.finish_reason is not None:
                 return
 
-    async def stream_async(self, seq: Sequence) -> AsyncIterator[Delta]:
+    async def stream_async(self, seq: Generation) -> AsyncIterator[Delta]:
         while True:
             delta = _unwrap(await seq.deltas.get())
             yield delta
             if delta.finish_reason is not None:
                 return
 
-    def wait(self, seq: Sequence) -> Completion:
+    def wait(self, seq: Generation) -> Completion:
         for _ in self.stream(seq):
             pass
         return seq.completion()
 
-    async def wait_async(self, seq: Sequence) -> Completion:
+    async def wait_async(self, seq: Generation) -> Completion:
         async for _ in self.stream_async(seq):
             pass
         return seq.completion()
@@ -243,13 +243,13 @@ class Engine:
                 return
             self._run_tasks()
             self._admit()
-            busy = [b for b in self._bases.values() if b.lane and len(b.lane)]
+            busy = [b for b in self._bases.values() if b.batch and len(b.batch)]
             for loaded in busy:  # one step per model in turn: models share the chip fairly
                 try:
-                    loaded.lane.step()
+                    loaded.batch.step()
                 except Exception as exc:  # the forward pass itself failed: a bug, not bad input
                     log.exception("decode step failed")  # (a row's own failure stays in its row)
-                    loaded.lane.fail_all(exc)
+                    loaded.batch.fail_all(exc)
             if busy:
                 continue
             self._wake.clear()
@@ -275,8 +275,8 @@ class Engine:
 
     def _admit(self) -> None:
         """Move waiting requests into their model's running batch, up to max_batch rows."""
-        newcomers: dict[int, tuple[Loaded, list[Sequence]]] = {}
-        held: list[tuple[Loaded, Sequence]] = []
+        newcomers: dict[int, tuple[Loaded, list[Generation]]] = {}
+        held: list[tuple[Loaded, Generation]] = []
         while True:
             try:
                 loaded, seq = self._waiting.get_nowait()
@@ -284,9 +284,9 @@ class Engine:
                 break
             if seq.cancelled:  # its client left while it waited: nobody reads it, skip the prefill
                 continue
-            lane = loaded.lane
+            batch = loaded.batch
             group = newcomers.setdefault(id(loaded), (loaded, []))[1]
-            if len(lane) + len(group) < self.max_batch and (lane.can_merge() or not len(lane)):
+            if len(batch) + len(group) < self.max_batch and (batch.can_merge() or not len(batch)):
                 group.append(seq)
             else:
                 held.append((loaded, seq))
@@ -296,8 +296,8 @@ class Engine:
             if not group:
                 continue
             try:
-                loaded.lane.admit(group)
-                loaded.lane.drop_finished()
+                loaded.batch.admit(group)
+                loaded.batch.drop_finished()
             except Exception as exc:
                 log.exception("prefill failed")
                 for seq in group:
@@ -306,8 +306,8 @@ class Engine:
     def _shut_down(self) -> None:
         closed = TunesmithError("The engine was closed before this request finished.")
         for loaded in self._bases.values():
-            if loaded.lane is not None and len(loaded.lane):
-                loaded.lane.fail_all(closed)
+            if loaded.batch is not None and len(loaded.batch):
+                loaded.batch.fail_all(closed)
         with self._state:
             self._running = False
 
@@ -332,7 +332,7 @@ def _unwrap(item: Delta | BaseException) -> Delta:
     return item
 
 
-def _cancel_queued(future: Future[list[Sequence]]) -> None:
+def _cancel_queued(future: Future[list[Generation]]) -> None:
     """For sequences queued after their caller stopped waiting: nobody will read them."""
     if not future.cancelled() and future.exception() is None:
         for seq in future.result():

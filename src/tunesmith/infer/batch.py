@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from tunesmith.infer.generation import Generation
 from tunesmith.infer.sampling import choose
-from tunesmith.infer.sequence import Sequence
 
 log = logging.getLogger(__name__)
 BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a mixed batch
@@ -29,21 +29,21 @@ def _left_pad(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
     return F.pad(t, pad)
 
 
-class Lane:
+class RunningBatch:
     def __init__(self, model, device: str, pad_id: int) -> None:
         self.model = model
         self.device = device
         self.pad_id = pad_id
-        self.seqs: list[Sequence] = []
+        self.rows: list[Generation] = []
         self.cache: DynamicCache | None = None
         self.mask: torch.Tensor | None = None  # [batch, cached length], 1 where a token is real
         self.positions: list[int] = []  # next position id per row
         self.last: list[int] = []  # last token per row, the next decode input
 
     def __len__(self) -> int:
-        return len(self.seqs)
+        return len(self.rows)
 
-    def _forward(self, seqs: list[Sequence], **inputs):
+    def _forward(self, rows: list[Generation], **inputs):
         """Run the model with each row's adapter.
 
         PEFT's mixed-batch path (`adapter_names`) splits every LoRA layer's input by adapter, which
@@ -52,9 +52,9 @@ class Lane:
         """
         if not hasattr(self.model, "peft_config"):
             return self.model(**inputs)
-        names = {s.adapter for s in seqs}
+        names = {s.adapter for s in rows}
         if len(names) > 1:
-            return self.model(**inputs, adapter_names=[s.adapter or BASE_ADAPTER for s in seqs])
+            return self.model(**inputs, adapter_names=[s.adapter or BASE_ADAPTER for s in rows])
         (name,) = names
         if name is None:
             with self.model.disable_adapter():
@@ -64,7 +64,7 @@ class Lane:
         return self.model(**inputs)
 
     @torch.inference_mode()
-    def admit(self, newcomers: list[Sequence]) -> None:
+    def admit(self, newcomers: list[Generation]) -> None:
         """Prefill newcomers together, sample their first token, and merge them into the batch."""
         width = max(len(s.prompt_ids) for s in newcomers)
         ids = torch.full((len(newcomers), width), self.pad_id, dtype=torch.long)
@@ -87,12 +87,12 @@ class Lane:
         self._merge(newcomers, out.past_key_values, mask.to(self.device))
         for row, s in enumerate(newcomers):
             self.positions.append(len(s.prompt_ids))
-            self._sample(s, logits[row], len(self.seqs) - len(newcomers) + row)
+            self._sample(s, logits[row], len(self.rows) - len(newcomers) + row)
 
-    def _merge(self, newcomers: list[Sequence], cache: DynamicCache, mask: torch.Tensor) -> None:
+    def _merge(self, newcomers: list[Generation], cache: DynamicCache, mask: torch.Tensor) -> None:
         if self.cache is None:
             self.cache, self.mask = cache, mask
-            self.seqs = list(newcomers)
+            self.rows = list(newcomers)
             self.last = [0] * len(newcomers)
             return
         width = max(self.mask.shape[1], mask.shape[1])
@@ -102,14 +102,14 @@ class Lane:
                 [_left_pad(old.values, width, 2), _left_pad(new.values, width, 2)]
             )
         self.mask = torch.cat([_left_pad(self.mask, width, 1), _left_pad(mask, width, 1)])
-        self.seqs += newcomers
+        self.rows += newcomers
         self.last += [0] * len(newcomers)
 
     def can_merge(self) -> bool:
         """Only plain growing caches can be re-padded; sliding-window layers wait for a drain."""
         return self.cache is None or all(type(layer) is DynamicLayer for layer in self.cache.layers)
 
-    def _sample(self, seq: Sequence, logits: torch.Tensor, row: int) -> None:
+    def _sample(self, seq: Generation, logits: torch.Tensor, row: int) -> None:
         """Pick and take one row's next token. What goes wrong here belongs to that row alone (its
         sampling settings or its guide), so it fails that request; the batch decodes on and
         drops the row at the next `drop_finished`."""
@@ -127,11 +127,11 @@ class Lane:
     def step(self) -> None:
         """One decode step for every row, then drop the rows that finished."""
         ids = torch.tensor(self.last, dtype=torch.long).unsqueeze(-1)
-        ones = torch.ones((len(self.seqs), 1), dtype=self.mask.dtype, device=self.mask.device)
+        ones = torch.ones((len(self.rows), 1), dtype=self.mask.dtype, device=self.mask.device)
         self.mask = torch.cat([self.mask, ones], dim=1)
         positions = torch.tensor(self.positions).unsqueeze(-1)
         out = self._forward(
-            self.seqs,
+            self.rows,
             input_ids=ids.to(self.device),
             attention_mask=self.mask,
             position_ids=positions.to(self.device),
@@ -139,17 +139,17 @@ class Lane:
             use_cache=True,
         )
         logits = out.logits[:, -1, :].float().cpu()
-        for row, s in enumerate(self.seqs):
+        for row, s in enumerate(self.rows):
             self.positions[row] += 1
             self._sample(s, logits[row], row)
         self.drop_finished()
 
     def drop_finished(self) -> None:
-        keep = [row for row, s in enumerate(self.seqs) if not s.done]
-        if len(keep) == len(self.seqs):
+        keep = [row for row, s in enumerate(self.rows) if not s.done]
+        if len(keep) == len(self.rows):
             return
         if not keep:
-            self.seqs, self.cache, self.mask, self.positions, self.last = [], None, None, [], []
+            self.rows, self.cache, self.mask, self.positions, self.last = [], None, None, [], []
             return
         index = torch.tensor(keep, device=self.mask.device)
         for layer in self.cache.layers:
@@ -162,11 +162,11 @@ class Lane:
             for layer in self.cache.layers:
                 layer.keys = layer.keys[:, :, first_used:]
                 layer.values = layer.values[:, :, first_used:]
-        self.seqs = [self.seqs[r] for r in keep]
+        self.rows = [self.rows[r] for r in keep]
         self.positions = [self.positions[r] for r in keep]
         self.last = [self.last[r] for r in keep]
 
     def fail_all(self, error: BaseException) -> None:
-        for s in self.seqs:
+        for s in self.rows:
             s.fail(error)
-        self.seqs, self.cache, self.mask, self.positions, self.last = [], None, None, [], []
+        self.rows, self.cache, self.mask, self.positions, self.last = [], None, None, [], []

@@ -40,7 +40,7 @@ class Completion:
 SEED_MODULUS = 2**64  # torch generators take seeds in [-2**63, 2**64): any int is reduced into it
 
 
-class Sequence:
+class Generation:
     """State of one request. Only the scheduler thread mutates it; readers use `deltas`.
 
     With `loop`, `deltas` is an asyncio.Queue fed on that event loop (a coroutine awaits the next
