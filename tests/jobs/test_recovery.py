@@ -131,3 +131,30 @@ def test_recover_returns_jobs_to_validate_again(status):
     if status == "queued":
         store.jobs.move(job.id, "queued")
     assert recover(store) == ([job.id] if status == "validating_files" else [])
+
+
+def test_a_fault_while_watching_workers_is_retried_not_the_end_of_the_watch(monkeypatch):
+    """One "database is locked" used to stop the supervisor's crash recovery silently."""
+    import sqlite3
+    import threading
+
+    from tunesmith.jobs.worker import Supervisor
+    from tunesmith.settings import get_settings
+
+    supervisor = Supervisor(get_settings(), workers=0)
+    calls, recovered = [], threading.Event()
+
+    def flaky() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("database is locked")
+        recovered.set()
+
+    monkeypatch.setattr(supervisor, "_replace_dead_workers", flaky)
+    watch = threading.Thread(target=supervisor._watch_loop, daemon=True)
+    watch.start()
+    try:
+        assert recovered.wait(timeout=10) and watch.is_alive()
+    finally:
+        supervisor._stopping.set()
+        watch.join(timeout=5)
