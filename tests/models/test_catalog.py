@@ -141,6 +141,20 @@ def test_hub_ids_can_be_turned_off(monkeypatch):
 # --- listing and parameter counts -----------------------------------------------------------------
 
 
+def test_a_gguf_file_is_a_model_name_under_the_folder_rules(tmp_path):
+    """An export can be chatted with before it is shipped: `tunesmith chat out/model.gguf`."""
+    allowed, other = tmp_path / "allowed", tmp_path / "other"
+    for folder in (allowed, other):
+        folder.mkdir()
+        (folder / "m.gguf").write_bytes(b"GGUF")
+    spec = resolve(str(allowed / "m.gguf"))
+    assert (spec.kind, spec.weights) == ("gguf", str((allowed / "m.gguf").resolve()))
+    assert resolve(str(allowed / "m.gguf"), allowed_dirs=[allowed]).kind == "gguf"
+    for refused in (other / "m.gguf", allowed / "missing.gguf"):
+        with pytest.raises(NotFoundError):
+            resolve(str(refused), allowed_dirs=[allowed])
+
+
 def test_builtin_row_reads_parameters_from_the_gguf_headers(builtin_dir):
     (row,) = [r for r in builtin_rows() if r.name == DEFAULT_MODEL]
     gguf = package_folder(BUILTINS[DEFAULT_MODEL].package) / BUILTINS[DEFAULT_MODEL].gguf_file

@@ -26,7 +26,9 @@ def _human(n: int | None, unit: str = "") -> str:
 def list_cmd(
     extra: Annotated[
         list[str] | None,
-        typer.Argument(help="Local Hugging Face folders (or hub ids, when a hub is reachable)."),
+        typer.Argument(
+            help="Local Hugging Face folders, .gguf files (or hub ids, when a hub is reachable)."
+        ),
     ] = None,
 ) -> None:
     """Built-in models, folders you name, and every fine-tuned model and checkpoint."""

@@ -58,6 +58,22 @@ def local_folder(name: str, allowed_dirs: list[Path] | None = None) -> Path | No
         return None
 
 
+def local_gguf(name: str, allowed_dirs: list[Path] | None = None) -> Path | None:
+    """The .gguf file `name` points at (an export to chat with before shipping it), under the
+    same folder rules as `local_folder`; None if there is none."""
+    if not name.lower().endswith(".gguf"):
+        return None
+    try:
+        path = Path(name).expanduser().resolve()
+        if allowed_dirs is not None and not any(
+            path.is_relative_to(folder.expanduser().resolve()) for folder in allowed_dirs
+        ):
+            return None
+        return path if path.is_file() else None
+    except (OSError, ValueError, RuntimeError):
+        return None
+
+
 def is_hub_id(name: str) -> bool:
     return "/" in name and not name.startswith((".", "/", "~"))
 
@@ -91,6 +107,9 @@ def resolve(
     folder = local_folder(name, allowed_dirs)
     if folder is not None:
         return ModelSpec(name=str(folder), kind="local", base=str(folder), weights=str(folder))
+    gguf = local_gguf(name, allowed_dirs)
+    if gguf is not None:
+        return ModelSpec(name=str(gguf), kind="gguf", base=str(gguf), weights=str(gguf))
     if hub and is_hub_id(name) and hub_reachable():
         return ModelSpec(name=name, kind="hub", base=name, weights=name)
     raise unknown_model(name, known or list(BUILTINS), any_folder=allowed_dirs is None)

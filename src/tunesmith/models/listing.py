@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunesmith.models.catalog import BUILTINS, hub_reachable, is_hub_id, local_folder
+from tunesmith.models.catalog import BUILTINS, hub_reachable, is_hub_id, local_folder, local_gguf
 from tunesmith.models.loading import (
     count_parameters,
     gguf_parameters,
@@ -56,7 +56,7 @@ def builtin_rows() -> list[ModelRow]:
 
 
 def extra_rows(names: list[str]) -> list[ModelRow]:
-    """Local folders and hub ids the user asked about."""
+    """Local folders, .gguf files and hub ids the user asked about."""
     rows = []
     for name in names:
         folder = local_folder(name)
@@ -69,6 +69,10 @@ def extra_rows(names: list[str]) -> list[ModelRow]:
                     size_on_disk(folder),
                     str(folder),
                 )
+            )
+        elif (gguf := local_gguf(name)) is not None:
+            rows.append(
+                ModelRow(str(gguf), "gguf", gguf_parameters(gguf), size_on_disk(gguf), str(gguf))
             )
         elif is_hub_id(name) and hub_reachable():
             rows.append(ModelRow(name, "hub", None, None, f"https://huggingface.co/{name}"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -71,15 +72,31 @@ def builtin_folder(name: str) -> Path:
     if (target / "config.json").exists():
         return target
     builtin = BUILTINS[name]
-    source = package_folder(builtin.package)
     log.warning("Converting %s from its GGUF to safetensors, once (about 20 s)", name)
+    return _dequantised(package_folder(builtin.package) / builtin.gguf_file, target, name)
+
+
+def gguf_folder(gguf: Path) -> Path:
+    """The cached safetensors copy of a .gguf file (an export, say), converted on first use. The
+    cache is keyed by the file's path, size and time, so a file written again is converted again."""
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = get_settings().models_dir / "gguf" / f"{gguf.stem}-{key}"
+    if (target / "config.json").exists():
+        return target
+    log.warning("Converting %s to safetensors, once", gguf)
+    return _dequantised(gguf, target, str(gguf))
+
+
+def _dequantised(gguf: Path, target: Path, name: str) -> Path:
+    """Dequantise a GGUF with transformers' own reader and save it as a safetensors folder."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with loadable(name, source / builtin.gguf_file, "built-in GGUF"):
-        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=builtin.gguf_file)
+    with loadable(name, gguf, "GGUF"):
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(
-            source, gguf_file=builtin.gguf_file, dtype=torch.float32
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
         )
     # The weights are plain fp32 after dequantising, but the GGUF quantizer flag stays on the model:
     # save_pretrained refuses it and the Trainer treats the model as frozen. Drop it.
@@ -88,7 +105,7 @@ def builtin_folder(name: str) -> Path:
         del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)
     # Write into a temporary folder and rename, so a crash never leaves a half-written cache.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -108,6 +125,8 @@ def weights_folder(spec: ModelSpec) -> str:
     """Where from_pretrained reads this model's base weights: a folder or a hub id."""
     if spec.kind == "builtin" or spec.weights in BUILTINS:
         return str(builtin_folder(spec.weights))
+    if spec.weights.endswith(".gguf"):
+        return str(gguf_folder(Path(spec.weights)))
     return spec.weights
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-ModelKind = Literal["builtin", "local", "hub", "fine-tuned", "checkpoint"]
+ModelKind = Literal["builtin", "local", "gguf", "hub", "fine-tuned", "checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -14,8 +14,8 @@ class ModelSpec:
     """Everything needed to load a model by name.
 
     `base` is the base model's name (itself for a base model); `adapter` is a PEFT adapter folder
-    to attach, or None. `weights` is a folder (or a hub id for kind "hub") holding the base weights,
-    or, for a full fine-tune, the fine-tuned weights themselves.
+    to attach, or None. `weights` is a folder (or a hub id for kind "hub", a .gguf file for kind
+    "gguf") holding the base weights, or, for a full fine-tune, the fine-tuned weights themselves.
     """
 
     name: str
