@@ -13,9 +13,9 @@ import pytest
 from tunesmith.jobs.recovery import (
     MAX_ATTEMPTS,
     audit,
-    comparison_runner_died,
     recover,
     runner_died,
+    task_runner_died,
 )
 from tunesmith.models.spec import ModelSpec
 from tunesmith.store import open_store
@@ -82,7 +82,7 @@ def test_a_comparison_whose_worker_dies_runs_again_then_fails():
     A = Runner(9, "h")
     for attempt in range(1, MAX_ATTEMPTS + 1):
         assert cmp.claim_next(A).id == row.id
-        comparison_runner_died(store, row.id, A)
+        task_runner_died(cmp, row.id, A)
         status = cmp.get(row.id).status
         assert status == ("queued" if attempt < MAX_ATTEMPTS else "failed"), attempt
     assert cmp.claim_next(A) is None  # it no longer loops

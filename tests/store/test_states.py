@@ -14,11 +14,11 @@ from tunesmith.models.spec import ModelSpec
 from tunesmith.store import Store, open_store
 from tunesmith.store.lifecycle import Runner
 from tunesmith.store.states import (
-    COMPARISON_MOVES,
-    COMPARISON_STATUSES,
     JOB_FINAL,
     JOB_MOVES,
     JOB_STATUSES,
+    TASK_MOVES,
+    TASK_STATUSES,
 )
 
 METHOD = {"type": "supervised", "supervised": {"hyperparameters": {}}}
@@ -50,7 +50,7 @@ def spec(name: str, folder: Path) -> ModelSpec:
 
 def test_tables_name_only_known_statuses():
     assert {s for pair in JOB_MOVES for s in pair} <= set(JOB_STATUSES)
-    assert {s for pair in COMPARISON_MOVES for s in pair} <= set(COMPARISON_STATUSES)
+    assert {s for pair in TASK_MOVES for s in pair} <= set(TASK_STATUSES)
     # nothing leaves succeeded; every status but the start can be reached
     assert not any(src == "succeeded" for src, _ in JOB_MOVES)
     assert {dst for _, dst in JOB_MOVES} == set(JOB_STATUSES) - {"validating_files"}
@@ -72,16 +72,18 @@ def test_every_job_move_lands_exactly_when_the_table_has_it(store, src, dst):
         assert store.jobs.get(job_id).status == src
 
 
-@pytest.mark.parametrize(("src", "dst"), list(itertools.product(COMPARISON_STATUSES, repeat=2)))
-def test_every_comparison_move_lands_exactly_when_the_table_has_it(store, src, dst):
-    row = store.comparisons.create({"train": "t", "test": "t"})
-    force(store, "comparisons", row.id, src)
-    if (src, dst) in COMPARISON_MOVES:
-        assert store.comparisons.move(row.id, dst).status == dst
+@pytest.mark.parametrize("table", ["comparisons", "exports"])
+@pytest.mark.parametrize(("src", "dst"), list(itertools.product(TASK_STATUSES, repeat=2)))
+def test_every_task_move_lands_exactly_when_the_table_has_it(store, table, src, dst):
+    tasks = store.tasks[table]
+    row = tasks.create({"model": "m"})
+    force(store, table, row.id, src)
+    if (src, dst) in TASK_MOVES:
+        assert tasks.move(row.id, dst).status == dst
     else:
         with pytest.raises(TunesmithError):
-            store.comparisons.move(row.id, dst)
-        assert store.comparisons.get(row.id).status == src
+            tasks.move(row.id, dst)
+        assert tasks.get(row.id).status == src
 
 
 def test_a_caller_asking_for_a_move_the_table_lacks_is_a_bug(store):

@@ -35,7 +35,7 @@ def create_app(
         app.state.engine = Engine(max_batch=max_batch)
         # Comparisons run in the same workers; evals/ is above jobs/, so the runner is passed in.
         app.state.supervisor = Supervisor(
-            settings, workers=workers, run_comparison=run_queued_comparison
+            settings, workers=workers, task_runners={"comparisons": run_queued_comparison}
         )
         app.state.supervisor.start()
         try:

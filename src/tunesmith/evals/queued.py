@@ -15,8 +15,8 @@ from tunesmith.errors import TunesmithError
 if TYPE_CHECKING:
     from tunesmith.evals.compare import CompareConfig
     from tunesmith.store import Store
-    from tunesmith.store.comparisons import ComparisonRow
     from tunesmith.store.lifecycle import Runner
+    from tunesmith.store.tasks import TaskRow
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def _train_now(store: Store, runner: Runner, stop: Callable[[], str | None]):
 
 
 def run_queued_comparison(
-    store: Store, row: ComparisonRow, runner: Runner, worker_stopping: Callable[[], bool]
+    store: Store, row: TaskRow, runner: Runner, worker_stopping: Callable[[], bool]
 ) -> None:
     """Run a comparison this worker has claimed, to succeeded, failed or a stop, then give the
     lease back."""
@@ -103,7 +103,7 @@ def run_queued_comparison(
         cmp.release(row.id, runner)
 
 
-def _stopped(store: Store, row: ComparisonRow, shutting_down: bool, why: str) -> None:
+def _stopped(store: Store, row: TaskRow, shutting_down: bool, why: str) -> None:
     cmp = store.comparisons
     if cmp.lifecycle.status(row.id) == "cancelled":
         cmp.event(row.id, f"Comparison cancelled ({why})")

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunesmith.store.lifecycle import Runner
-from tunesmith.store.states import COMPARISON_STATUSES, JOB_STATUSES
+from tunesmith.store.states import JOB_STATUSES, TASK_STATUSES
 from tunesmith.train import events as ev
 
 if TYPE_CHECKING:
     from tunesmith.store import Store
     from tunesmith.store.jobs import JobRow
+    from tunesmith.store.tasks import Tasks
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # a job or comparison that kills its runner this often (out of memory) fails
@@ -91,28 +92,32 @@ def recover(store: Store) -> list[str]:
     for job in store.jobs.held():
         if job.runner != me and gone(job.runner):
             runner_died(store, job.id, job.runner, "the process running this job stopped")
-    for row in store.comparisons.held():
-        if row.runner != me and gone(row.runner):
-            comparison_runner_died(store, row.id, row.runner)
+    for tasks in store.tasks.values():
+        for row in tasks.held():
+            if row.runner != me and gone(row.runner):
+                task_runner_died(tasks, row.id, row.runner)
     _remove_stale_parts(store)
     return [job.id for job in store.jobs.with_status("validating_files")]
 
 
-def comparison_runner_died(store: Store, cmp_id: str, runner: Runner) -> None:
-    """Comparisons have no checkpoints: run again while attempts remain, else fail."""
-    row = store.comparisons.get(cmp_id)
+def task_runner_died(tasks: Tasks, task_id: str, runner: Runner) -> None:
+    """Comparisons and exports have no checkpoints: run again while attempts remain, else fail."""
+    row, noun = tasks.get(task_id), tasks.kind.noun
     if row.runner != runner:
         return
-    cmp = store.comparisons
     if row.status == "running":
         if row.attempts + 1 >= MAX_ATTEMPTS:
             message = f"its worker stopped {row.attempts + 1} times; it is not run again"
             error = {"code": "worker_crashed", "message": message}
-            if cmp.lifecycle.move(cmp_id, "failed", only_from={"running"}, error=error):
-                cmp.event(cmp_id, f"Comparison failed: {message}", level="error")
-        elif cmp.lifecycle.move(cmp_id, "queued", only_from={"running"}, attempts=row.attempts + 1):
-            cmp.event(cmp_id, "The process running this comparison stopped; it runs again")
-    cmp.release(cmp_id, runner)
+            if tasks.lifecycle.move(task_id, "failed", only_from={"running"}, error=error):
+                tasks.event(task_id, f"{noun} failed: {message}", level="error")
+        elif tasks.lifecycle.move(
+            task_id, "queued", only_from={"running"}, attempts=row.attempts + 1
+        ):
+            tasks.event(
+                task_id, f"The process running this {tasks.kind.object} stopped; it runs again"
+            )
+    tasks.release(task_id, runner)
 
 
 def _remove_stale_parts(store: Store) -> None:
@@ -140,9 +145,10 @@ def audit(store: Store) -> list[str]:
     ]
     for job in known.values():
         problems += _job_problems(store, job)
-    for row in store.query("SELECT id, status FROM comparisons"):
-        if row["status"] not in COMPARISON_STATUSES:
-            problems.append(f"comparison {row['id']} has no status {row['status']!r}")
+    for tasks in store.tasks.values():
+        for row in store.query(f"SELECT id, status, worker_pid FROM {tasks.kind.table}"):
+            if row["status"] not in TASK_STATUSES:
+                problems.append(f"{tasks.kind.object} {row['id']} has no status {row['status']!r}")
     for spec in store.models.list():
         folder = spec.adapter or Path(spec.weights)
         if not _complete(folder):

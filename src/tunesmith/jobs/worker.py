@@ -25,12 +25,13 @@ if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
     from tunesmith.store import Store
-    from tunesmith.store.comparisons import ComparisonRow
+    from tunesmith.store.tasks import TaskRow
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 60  # a CPU step plus a checkpoint save fit in this
-ComparisonRunner = Callable[["Store", "ComparisonRow", Runner, Callable[[], bool]], None]
+# Runs one claimed background task (a comparison, an export): (store, row, runner, stopping).
+TaskRunner = Callable[["Store", "TaskRow", Runner, Callable[[], bool]], None]
 
 
 def _die_with_parent() -> None:
@@ -44,9 +45,10 @@ def _die_with_parent() -> None:
         pass
 
 
-def worker_main(settings: dict, run_comparison: ComparisonRunner | None) -> None:
-    """A worker process: claim the oldest queued job (else comparison), run it, repeat until
-    told to stop. SIGTERM stops a job at its next step boundary and puts it back in the queue."""
+def worker_main(settings: dict, task_runners: dict[str, TaskRunner]) -> None:
+    """A worker process: claim the oldest queued job (else background task), run it, repeat
+    until told to stop. SIGTERM stops a job at its next step boundary and puts it back in the
+    queue. `task_runners` maps a task table ("comparisons", "exports") to what runs its tasks."""
     from tunesmith.jobs.service import run_next
     from tunesmith.logs import quiet_libraries
     from tunesmith.store import open_store
@@ -68,11 +70,20 @@ def worker_main(settings: dict, run_comparison: ComparisonRunner | None) -> None
         except Exception:  # recorded on the job too, as an internal error; the worker goes on
             log.exception("a job failed")
             continue
-        comparison = store.comparisons.claim_next(runner) if run_comparison else None
-        if comparison is not None:
-            run_comparison(store, comparison, runner, stop.is_set)
-            continue
-        stop.wait(POLL_SECONDS)
+        if not _run_next_task(store, task_runners, runner, stop.is_set):
+            stop.wait(POLL_SECONDS)
+
+
+def _run_next_task(
+    store: Store, task_runners: dict[str, TaskRunner], runner: Runner, stopping: Callable[[], bool]
+) -> bool:
+    """Claim and run one queued task of any kind; False when there was none."""
+    for table, run in task_runners.items():
+        row = store.tasks[table].claim_next(runner)
+        if row is not None:
+            run(store, row, runner, stopping)
+            return True
+    return False
 
 
 class Supervisor:
@@ -80,14 +91,14 @@ class Supervisor:
         self,
         settings: Settings,
         workers: int = 1,
-        run_comparison: ComparisonRunner | None = None,
+        task_runners: dict[str, TaskRunner] | None = None,
     ) -> None:
         # The door that created a job already decided which model it may name (the API keeps to
         # --model-dir, the CLI allows any folder); the processes that run and check jobs trust
         # that decision, so a CLI job on a private folder can still be resumed by a worker.
         self.settings = settings.model_copy(update={"any_model_folder": True})
         self.n_workers = workers
-        self.run_comparison = run_comparison
+        self.task_runners = task_runners or {}
         self.processes: list[BaseProcess] = []
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -114,7 +125,7 @@ class Supervisor:
         ctx = multiprocessing.get_context("spawn")
         process = ctx.Process(
             target=worker_main,
-            args=(self.settings.model_dump(mode="json"), self.run_comparison),
+            args=(self.settings.model_dump(mode="json"), self.task_runners),
             name="tunesmith-worker",
         )
         process.start()
@@ -135,7 +146,7 @@ class Supervisor:
                 log.exception("watching the workers failed; retrying")
 
     def _replace_dead_workers(self) -> None:
-        from tunesmith.jobs.recovery import comparison_runner_died, runner_died
+        from tunesmith.jobs.recovery import runner_died, task_runner_died
 
         assert self.store is not None
         for i, process in enumerate(self.processes):
@@ -146,9 +157,10 @@ class Supervisor:
             for job in self.store.jobs.held():
                 if job.runner == dead:
                     runner_died(self.store, job.id, dead, why)
-            for row in self.store.comparisons.held():
-                if row.runner == dead:
-                    comparison_runner_died(self.store, row.id, dead)
+            for tasks in self.store.tasks.values():
+                for row in tasks.held():
+                    if row.runner == dead:
+                        task_runner_died(tasks, row.id, dead)
             self.processes[i] = self._spawn()
 
     def stop(self) -> None:

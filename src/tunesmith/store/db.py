@@ -33,11 +33,11 @@ class Store:
 
     def __init__(self, path: Path, settings: Settings | None = None) -> None:
         from tunesmith.store.checkpoints import Checkpoints
-        from tunesmith.store.comparisons import Comparisons
         from tunesmith.store.events import Events
         from tunesmith.store.files import Files
         from tunesmith.store.jobs import Jobs
         from tunesmith.store.registry import Registry
+        from tunesmith.store.tasks import COMPARISON, EXPORT, Tasks
 
         self.path = path
         self.settings = settings or get_settings()
@@ -56,7 +56,9 @@ class Store:
         self.events = Events(self)
         self.checkpoints = Checkpoints(self)
         self.models = Registry(self)
-        self.comparisons = Comparisons(self)
+        self.comparisons = Tasks(self, COMPARISON)
+        self.exports = Tasks(self, EXPORT)
+        self.tasks = {t.kind.table: t for t in (self.comparisons, self.exports)}
 
     def _wal(self) -> None:
         """Switch to WAL once per database file. Switching does not wait on busy_timeout when

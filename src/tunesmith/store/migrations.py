@@ -112,6 +112,33 @@ MIGRATIONS: list[str] = [
     ALTER TABLE comparisons ADD COLUMN runner_host TEXT;
     ALTER TABLE comparisons ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
     """,
+    # 4: exports (`tunesmith export` through the API) run as background tasks, like comparisons.
+    """
+    CREATE TABLE exports (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT UNIQUE NOT NULL,
+        created_at INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        config TEXT NOT NULL,
+        result TEXT,
+        error TEXT,
+        finished_at INTEGER,
+        out_dir TEXT NOT NULL,
+        worker_pid INTEGER,
+        runner_host TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE export_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT UNIQUE NOT NULL,
+        export_id TEXT NOT NULL REFERENCES exports(id),
+        created_at INTEGER NOT NULL,
+        level TEXT NOT NULL,
+        message TEXT NOT NULL,
+        data TEXT
+    );
+    CREATE INDEX export_events_by_id ON export_events(export_id, seq);
+    """,
 ]
 
 

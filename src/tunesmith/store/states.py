@@ -1,4 +1,4 @@
-"""The lifecycles of jobs and comparisons, as data: every status, and which status may follow which.
+"""The lifecycles of jobs and of background tasks (comparisons, exports), as data: every status, and which status may follow which.
 
 Every change of status goes through one conditional UPDATE built from these tables
 (`... SET status = ? WHERE id = ? AND status IN (<the statuses it may follow>)`), so the database
@@ -43,17 +43,18 @@ JOB_STATUSES: tuple[str, ...] = (
 JOB_FINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 JOB_ACTIVE: frozenset[str] = frozenset({"validating_files", "queued", "running", "paused"})
 
-ComparisonStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-COMPARISON_MOVES: dict[tuple[str, str], str] = {
+# Background tasks (comparisons, exports): no checkpoints, so no pause; run again after a crash.
+TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TASK_MOVES: dict[tuple[str, str], str] = {
     ("queued", "running"): "claimed by one worker",
     ("queued", "cancelled"): "cancelled before it started",
-    ("running", "succeeded"): "measured; the report is written",
+    ("running", "succeeded"): "done; its report or files are written",
     ("running", "failed"): "it failed, or its worker crashed once too often",
-    ("running", "cancelled"): "cancel asked; the worker stops at its next answer",
+    ("running", "cancelled"): "cancel asked; the worker stops at its next step",
     ("running", "queued"): "its worker stopped (crash, shutdown) and attempts remain",
 }
-COMPARISON_STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
-COMPARISON_FINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+TASK_STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
+TASK_FINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
 
 def sources(moves: dict[tuple[str, str], str], to: str) -> frozenset[str]:

@@ -12,8 +12,17 @@ from tunesmith.api.deps import StoreDep
 from tunesmith.api.protocol.common import page
 from tunesmith.api.protocol.comparisons import ComparisonCreate
 from tunesmith.errors import NotFoundError, TunesmithError
+from tunesmith.store.tasks import COMPARISON, TaskRow
 
 router = APIRouter(tags=["comparisons"])
+
+
+def _public(row: TaskRow) -> dict:
+    """A comparison as the API shows it: the recommendation lifted out of the result."""
+    return {
+        **row.to_api(COMPARISON),
+        "recommendation": (row.result or {}).get("recommendation"),
+    }
 
 
 @router.post("/comparisons")
@@ -40,7 +49,7 @@ def create_comparison(body: ComparisonCreate, store: StoreDep) -> dict:
     from tunesmith.evals.compare import CompareConfig
 
     CompareConfig.model_validate(config)
-    return store.comparisons.create(config).to_api()
+    return _public(store.comparisons.create(config))
 
 
 @router.get("/comparisons")
@@ -50,12 +59,12 @@ def list_comparisons(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict:
     result = store.comparisons.list(after=after, limit=limit)
-    return page([c.to_api() for c in result.data], result.has_more)
+    return page([_public(c) for c in result.data], result.has_more)
 
 
 @router.get("/comparisons/{comparison_id}")
 def get_comparison(comparison_id: str, store: StoreDep) -> dict:
-    return store.comparisons.get(comparison_id).to_api()
+    return _public(store.comparisons.get(comparison_id))
 
 
 @router.post("/comparisons/{comparison_id}/cancel")
@@ -64,7 +73,7 @@ def cancel_comparison(comparison_id: str, store: StoreDep) -> dict:
     fine-tuning job's next step, with --train-now)."""
     row = store.comparisons.move(comparison_id, "cancelled")
     store.comparisons.event(comparison_id, "Comparison cancel requested")
-    return row.to_api()
+    return _public(row)
 
 
 @router.delete("/comparisons/{comparison_id}")
