@@ -14,10 +14,11 @@ MAY_IMPORT: dict[str, set[str]] = {
     "store": {"models"},
     "train": {"models", "data", "store"},
     "infer": {"models", "data"},
-    "jobs": {"models", "data", "store", "train"},
-    "evals": {"models", "data", "store", "train", "infer", "jobs"},
-    "api": {"models", "data", "store", "train", "infer", "jobs", "evals"},
-    "cli": {"models", "data", "store", "train", "infer", "jobs", "evals", "api"},
+    "export": {"models", "data"},
+    "jobs": {"models", "data", "store", "train", "export"},
+    "evals": {"models", "data", "store", "train", "infer", "jobs", "export"},
+    "api": {"models", "data", "store", "train", "infer", "jobs", "evals", "export"},
+    "cli": {"models", "data", "store", "train", "infer", "jobs", "evals", "api", "export"},
 }
 
 

@@ -28,15 +28,15 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from tunesmith.evals.queued import run_queued_comparison
         from tunesmith.infer.engine import Engine
+        from tunesmith.jobs.exports import run_queued_export
         from tunesmith.jobs.worker import Supervisor
         from tunesmith.store import open_store
 
         app.state.store = open_store(settings)
         app.state.engine = Engine(max_batch=max_batch)
         # Comparisons run in the same workers; evals/ is above jobs/, so the runner is passed in.
-        app.state.supervisor = Supervisor(
-            settings, workers=workers, task_runners={"comparisons": run_queued_comparison}
-        )
+        runners = {"comparisons": run_queued_comparison, "exports": run_queued_export}
+        app.state.supervisor = Supervisor(settings, workers=workers, task_runners=runners)
         app.state.supervisor.start()
         try:
             yield
@@ -55,10 +55,18 @@ def create_app(
     register_error_handlers(app)
     app.add_middleware(Guard, settings=settings, open_paths=_docs_paths(app, settings))
 
-    from tunesmith.api.routes import chat, comparisons, completions, files, fine_tuning, models
+    from tunesmith.api.routes import (
+        chat,
+        comparisons,
+        completions,
+        exports,
+        files,
+        fine_tuning,
+        models,
+    )
 
     v1 = APIRouter(prefix="/v1")
-    for module in (files, fine_tuning, models, chat, completions, comparisons):
+    for module in (files, fine_tuning, models, chat, completions, comparisons, exports):
         v1.include_router(module.router)
     app.include_router(v1)
     return app

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from tunesmith.cli import chat, compare, data, demo, jobs, models, serve, train
+from tunesmith.cli import chat, compare, data, demo, export, jobs, models, serve, train
 from tunesmith.cli.console import run_guarded
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ chat.register(app)
 compare.register(app)
 demo.register(app)
 serve.register(app)
+export.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Exports: merged folders, adapters, GGUF and Ollama files, each checked by loading it back."""
