@@ -90,6 +90,7 @@ COMMANDS = [
     ["jobs", "list"],
     ["jobs", "show"],
     ["jobs", "events"],
+    ["export"],
 ]
 
 

@@ -59,6 +59,7 @@ def test_a_merged_export_is_checked_on_the_training_prompts(ft_spec, data, tmp_p
         tmp_path / "out" / UNVERIFIED
     ).exists()
     assert leftovers(tmp_path) == [] and stages[-1] == "done"
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755  # readable by a server
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ from tunesmith.export.run import Format
 if TYPE_CHECKING:
     from tunesmith.export.run import ExportResult, ProgressFn
     from tunesmith.models.spec import ModelSpec
-    from tunesmith.store import Store
 
 
 def export_command(
@@ -53,6 +52,7 @@ def export_command(
 
     spec = store().models.resolve(model)  # an unknown name fails before torch is imported
     from tunesmith.export.run import NotVerifiedError, export
+    from tunesmith.jobs.exports import training_data
 
     try:
         with export_bar(spec.name, fmt) as progress:
@@ -64,21 +64,6 @@ def export_command(
         raise
     show(result)
     next_steps(result, spec)
-
-
-def training_data(store: Store, spec: ModelSpec) -> Path | None:
-    """The fine-tuned model's training file, whose prompts the check asks; None for a base model
-    or a file deleted since."""
-    from tunesmith.errors import NotFoundError
-
-    job_id = spec.extra.get("job_id") if spec.extra else None
-    if not job_id:
-        return None
-    try:
-        path = Path(store.files.get(store.jobs.get(job_id).training_file).path)
-    except NotFoundError:
-        return None
-    return path if path.exists() else None
 
 
 @contextmanager

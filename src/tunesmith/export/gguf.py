@@ -36,13 +36,15 @@ from tunesmith.export.gguf_names import (
     SUPPORTED_ARCHITECTURES,
     Quant,
     gguf_tensor_name,
-    head_count_field,
+    head_count,
     permute,
     pre_tokenizer_hash,
 )
 from tunesmith.models.loading import loadable
 
 if TYPE_CHECKING:
+    import torch
+    from tokenizers import AddedToken
     from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
@@ -52,12 +54,13 @@ Progress = Callable[[int, int], None]  # (tensors written, tensors in all)
 
 @dataclass(frozen=True)
 class GgufResult:
+    """What an export wrote. `fallbacks` names the matrices kept as F16 because their rows are not
+    whole quant blocks; a user is told, since those tensors are larger than asked for."""
+
     path: Path
     quant: Quant
     n_tensors: int
-    fallbacks: list[str] = field(
-        default_factory=list
-    )  # GGUF names written as F16: rows not whole blocks
+    fallbacks: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -103,8 +106,7 @@ def write_gguf(
             writer.add_tensor_info(
                 plan.gguf_name, byte_shape, np.dtype(np.uint8), int(np.prod(byte_shape)), plan.qtype
             )
-        with atomic_file(out_file) as partial:
-            write_tensors(writer, partial, plans, tensors, progress)
+        write_file(writer, out_file, encoded(plans, tensors, progress))
     fallbacks = [p.gguf_name for p in plans if len(p.shape) > 1 and p.qtype != QUANTS[quant][0]]
     if fallbacks:
         log.warning(
@@ -116,35 +118,41 @@ def write_gguf(
     return GgufResult(out_file, quant, len(plans), fallbacks, time.monotonic() - started)
 
 
-def write_tensors(
-    writer: GGUFWriter,
-    partial: Path,
-    plans: list[TensorPlan],
-    tensors: dict,
-    progress: Progress | None,
-) -> None:
-    """Header, metadata, tensor index, then one tensor at a time: only one tensor is in memory in
-    f32, so a model larger than RAM's spare room still exports."""
-    writer.write_header_to_file(partial)
-    try:
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        for done, plan in enumerate(plans, start=1):
-            writer.write_tensor_data(encode(tensors[plan.hf_name][:], plan))
-            if progress is not None:
-                progress(done, len(plans))
-    finally:
-        writer.close()  # before the partial file is deleted or moved
+def encoded(
+    plans: list[TensorPlan], tensors: dict, progress: Progress | None
+) -> Iterator[np.ndarray]:
+    """The tensors' bytes one at a time, in plan order: only one tensor is in memory in f32, so a
+    model larger than the spare RAM still exports."""
+    for done, plan in enumerate(plans, start=1):
+        yield encode(tensors[plan.hf_name][:], plan)
+        if progress is not None:
+            progress(done, len(plans))
+
+
+def write_file(writer: GGUFWriter, out_file: Path, arrays: Iterator[np.ndarray]) -> None:
+    """Header, metadata, tensor index, then `arrays` (in the order their infos were added) into a
+    partial file that becomes `out_file` only when all of it is written."""
+    with atomic_file(out_file) as partial:
+        writer.write_header_to_file(partial)
+        try:
+            writer.write_kv_data_to_file()
+            writer.write_ti_data_to_file()
+            for array in arrays:
+                writer.write_tensor_data(array)
+        finally:
+            writer.close()  # before the partial file is deleted or moved
+
+
+def read_json(folder: Path, name: str, hint: str) -> dict:
+    path = folder / name
+    if not path.is_file():
+        raise TunesmithError(f"{folder} has no {name}.", hint)
+    return json.loads(path.read_text())
 
 
 def read_config(model_dir: Path) -> dict:
     """config.json, refused unless it is a Llama that llama.cpp's llama architecture runs as is."""
-    path = model_dir / "config.json"
-    if not path.is_file():
-        raise TunesmithError(
-            f"{model_dir} has no config.json.", "Export a Hugging Face model folder."
-        )
-    config = json.loads(path.read_text())
+    config = read_json(model_dir, "config.json", "Export a Hugging Face model folder.")
     architectures = config.get("architectures") or [config.get("model_type", "unknown")]
     if architectures[0] not in SUPPORTED_ARCHITECTURES:
         raise TunesmithError(
@@ -200,8 +208,7 @@ def plan_tensors(shapes: dict[str, list[int]], config: dict, quant: Quant) -> li
         if hf_name == "lm_head.weight" and config.get("tie_word_embeddings", False):
             continue
         shape = tuple(shapes[hf_name])
-        field_name = head_count_field(hf_name)
-        n_head = config.get(field_name, config["num_attention_heads"]) if field_name else None
+        n_head = head_count(hf_name, config)
         plans.append(
             TensorPlan(hf_name, gguf_tensor_name(hf_name), shape, tensor_type(shape, quant), n_head)
         )
@@ -214,7 +221,7 @@ def _tensor_order(hf_name: str) -> tuple[int, str]:
     return (int(parts[2]) if parts[:2] == ["model", "layers"] else -1, hf_name)
 
 
-def encode(weights: object, plan: TensorPlan) -> np.ndarray:
+def encode(weights: torch.Tensor, plan: TensorPlan) -> np.ndarray:
     """A torch tensor from the checkpoint -> the bytes of the file: f32, permuted, then stored."""
     data = (
         weights.float().numpy()
@@ -257,6 +264,7 @@ def atomic_file(target: Path) -> Iterator[Path]:
 def add_metadata(
     writer: GGUFWriter, model_dir: Path, config: dict, quant: Quant, chat_template: str | None
 ) -> None:
+    """general.*, llama.* and tokenizer.* keys, in the order llama.cpp's converter writes them."""
     writer.add_type("model")
     writer.add_name(model_dir.name)
     for key, value in llama_hparams(config).items():
@@ -320,7 +328,7 @@ def vocabulary(
     return tokens, types
 
 
-def _looks_special(token: object) -> bool:
+def _looks_special(token: AddedToken) -> bool:
     """llama.cpp's does_token_look_special, for the only case SmolLM2-style vocabularies hit."""
     content = token.content
     return token.special or (content.startswith("<|") and content.endswith("|>"))

@@ -3,16 +3,19 @@ convert_lora_to_gguf.py lays it out."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from gguf import GGUFWriter, Keys
 
 from tunesmith.errors import TunesmithError
-from tunesmith.export.gguf import atomic_file, read_config, safetensors
-from tunesmith.export.gguf_names import ARCH, gguf_tensor_name, head_count_field, permute
+from tunesmith.export.gguf import read_config, read_json, safetensors, write_file
+from tunesmith.export.gguf_names import ARCH, gguf_tensor_name, head_count, permute
+
+if TYPE_CHECKING:
+    import torch
 
 PEFT_PREFIX = "base_model.model."
 LORA_SUFFIXES = {".lora_A.weight": "lora_a", ".lora_B.weight": "lora_b"}  # PEFT -> GGUF
@@ -34,31 +37,18 @@ def write_gguf_lora(adapter_dir: Path, base_dir: Path, out_file: Path) -> Path:
     writer.add_string(Keys.Adapter.TYPE, "lora")
     writer.add_float32(Keys.Adapter.LORA_ALPHA, alpha)
     with safetensors(adapter_dir) as tensors:
-        for peft_name in sorted(tensors):
-            name, part = lora_tensor_name(peft_name, config)
-            data = tensors[peft_name][:].float().numpy()  # A: (r, in), B: (out, r)
-            field = head_count_field(peft_name)
-            if part == "lora_b" and field is not None:
-                data = permute(data, config.get(field, config["num_attention_heads"]))
-            writer.add_tensor(f"{name}.{part}", np.ascontiguousarray(data))
-    with atomic_file(out_file) as partial:
-        writer.write_header_to_file(partial)
-        try:
-            writer.write_kv_data_to_file()
-            writer.write_tensors_to_file()
-        finally:
-            writer.close()
+        arrays = [
+            lora_tensor(peft_name, tensors[peft_name][:], config) for peft_name in sorted(tensors)
+        ]
+    for name, array in arrays:
+        writer.add_tensor_info(name, array.shape, array.dtype, array.nbytes)
+    write_file(writer, out_file, (array for _, array in arrays))
     return out_file
 
 
 def read_adapter_config(adapter_dir: Path) -> dict:
     """adapter_config.json, refused unless it is a plain LoRA llama.cpp applies as W + s * B @ A."""
-    path = adapter_dir / "adapter_config.json"
-    if not path.is_file():
-        raise TunesmithError(
-            f"{adapter_dir} has no adapter_config.json.", "Export a saved PEFT adapter folder."
-        )
-    lora = json.loads(path.read_text())
+    lora = read_json(adapter_dir, "adapter_config.json", "Export a saved PEFT adapter folder.")
     refusals = {
         "it is not a LoRA": lora.get("peft_type") != "LORA",
         "DoRA rescales the merged weight by its norm, which a GGUF LoRA cannot express": lora.get(
@@ -86,6 +76,16 @@ def lora_alpha(lora: dict) -> float:
     alpha is written as alpha * sqrt(r) to give the same scale (convert_lora_to_gguf.py ignores it)."""
     alpha = float(lora["lora_alpha"])
     return alpha * math.sqrt(lora["r"]) if lora.get("use_rslora") else alpha
+
+
+def lora_tensor(peft_name: str, weights: torch.Tensor, config: dict) -> tuple[str, np.ndarray]:
+    """One PEFT matrix as its GGUF tensor: A (r, in) as is, B (out, r) with q/k rows permuted."""
+    name, part = lora_tensor_name(peft_name, config)
+    data = weights.float().numpy()
+    n_head = head_count(peft_name, config)
+    if part == "lora_b" and n_head is not None:
+        data = permute(data, n_head)
+    return f"{name}.{part}", np.ascontiguousarray(data)
 
 
 def lora_tensor_name(peft_name: str, config: dict) -> tuple[str, str]:

@@ -103,9 +103,11 @@ def gguf_tensor_name(hf_name: str) -> str:
     )
 
 
-def head_count_field(hf_name: str) -> str | None:
-    """The config field giving the head count to permute this tensor's rows by, or None."""
-    return next((field for module, field in PERMUTED.items() if f".{module}." in hf_name), None)
+def head_count(hf_name: str, config: dict) -> int | None:
+    """How many heads this tensor's rows are permuted by (q and k only), else None. A config without
+    num_key_value_heads has as many KV heads as query heads."""
+    field = next((f for module, f in PERMUTED.items() if f".{module}." in hf_name), None)
+    return None if field is None else config.get(field, config["num_attention_heads"])
 
 
 def permute(rows: np.ndarray, n_head: int) -> np.ndarray:

@@ -183,6 +183,7 @@ def build(
 
 def move_into_place(tmp: Path, out_dir: Path) -> None:
     """Replace `out_dir` by `tmp` with renames only, so it is never half there."""
+    tmp.chmod(0o755)  # mkdtemp makes it private; an export is meant to be read by servers
     old = None
     if out_dir.exists():
         old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tunesmith.errors import TunesmithError
+from tunesmith.errors import NotFoundError, TunesmithError
 
 if TYPE_CHECKING:
+    from tunesmith.models.spec import ModelSpec
     from tunesmith.store import Store
     from tunesmith.store.lifecycle import Runner
     from tunesmith.store.tasks import TaskRow
@@ -22,14 +23,17 @@ class Stopped(Exception):
     """The export was cancelled, or its worker is stopping."""
 
 
-def training_data(store: Store, model: str) -> Path | None:
-    """The training file of the job that made `model`: the check's prompts and the Modelfile's
-    system prompt come from it."""
-    spec = store.models.resolve(model)
+def training_data(store: Store, spec: ModelSpec) -> Path | None:
+    """The fine-tuned model's training file, whose prompts the check asks and whose shared
+    system prompt the Modelfile keeps; None for a base model or a file deleted since."""
     job_id = spec.extra.get("job_id") if spec.extra else None
     if not job_id:
         return None
-    return Path(store.files.get(store.jobs.get(job_id).training_file).path)
+    try:
+        path = Path(store.files.get(store.jobs.get(job_id).training_file).path)
+    except NotFoundError:
+        return None
+    return path if path.exists() else None
 
 
 def run_queued_export(
@@ -52,14 +56,15 @@ def run_queued_export(
     config = row.config
     try:
         tasks.event(row.id, f"Export of {config['model']} as {config['format']} started")
+        spec = store.models.resolve(config["model"])
         result = export(
-            store.models.resolve(config["model"]),
+            spec,
             config["format"],
             Path(row.out_dir),
             quant=config.get("quant"),
             force=True,  # the folder is this task's own; a retried run replaces its leftovers
             check=config.get("check", True),
-            data=training_data(store, config["model"]),
+            data=training_data(store, spec),
             progress=progress,
         )
         tasks.event(row.id, f"Export finished: {Path(row.out_dir)}")
