@@ -79,3 +79,36 @@ def test_our_own_bugs_are_not_hidden(tiny_model_dir, monkeypatch):
     monkeypatch.setattr(loading, "weights_folder", lambda spec: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         loading.load_model(resolve(str(tiny_model_dir)), device="cpu")
+
+
+def test_a_gguf_export_loads_back_as_a_model(tiny_model_dir, tmp_path):
+    """`tunesmith chat out/model.gguf`: the file is dequantised once into the cache and then
+    loads like a folder, answering as the source model does (f16 rounding aside)."""
+    import torch
+
+    from tunesmith.export.gguf import write_gguf
+    from tunesmith.models.catalog import resolve
+    from tunesmith.models.listing import extra_rows
+    from tunesmith.models.loading import (
+        count_parameters,
+        load_model,
+        load_tokenizer,
+        weights_folder,
+    )
+
+    gguf = write_gguf(tiny_model_dir, tmp_path / "model.gguf", "f16").path
+    spec = resolve(str(gguf))
+    assert spec.kind == "gguf"
+    model = load_model(spec, dtype=torch.float32, device="cpu")
+    source = load_model(resolve(str(tiny_model_dir)), dtype=torch.float32, device="cpu")
+    assert (
+        load_tokenizer(spec).chat_template
+        == load_tokenizer(resolve(str(tiny_model_dir))).chat_template
+    )
+    ids = torch.tensor([[1, 42, 420, 4200]])
+    with torch.no_grad():
+        got, want = model(ids).logits, source(ids).logits
+    assert torch.allclose(got, want, atol=2e-2), (got - want).abs().max()
+    assert weights_folder(spec) == weights_folder(resolve(str(gguf)))  # converted once
+    (row,) = extra_rows([str(gguf)])
+    assert (row.kind, row.parameters) == ("gguf", count_parameters(tiny_model_dir))
