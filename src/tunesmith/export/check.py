@@ -21,16 +21,18 @@ log = logging.getLogger(__name__)
 ExportKind = Literal["merged", "adapter", "gguf", "ollama"]
 GGUF_FILE = "model.gguf"
 # Greedy answers must match token for token where nothing was rounded (merged, adapter, f16/bf16
-# of an f16/bf16 model). 8-bit rounding flips near-ties: on the built-in SmolLM2-135M, one of
-# three 24-token answers left the source's after 8 tokens (mean 0.78), while a broken export
-# (wrong template, tensor order or stop tokens) agrees near 0. So q8_0 must reach 0.75 on
-# average; q4_0 changes answers by design and is only reported.
+# of an f16/bf16 model). Rounding (q8_0) flips near-ties, and one early flip makes the rest of a
+# greedy answer differ: on the built-in SmolLM2-135M one of three q8_0 answers left the source's
+# after 8 tokens. So a quantised export is scored teacher-forced instead: fed the source's own
+# answer, how often does it pick the same next token? q8_0 gets 98% there (a broken export, with
+# a wrong template, tensor order or vocabulary, gets near 0), so it must reach 0.9; q4_0 changes
+# answers by design (67%) and is only reported.
 THRESHOLDS: dict[str, float | None] = {
     "merged": 1.0,
     "adapter": 1.0,
     "f16": 1.0,
     "bf16": 1.0,
-    "q8_0": 0.75,
+    "q8_0": 0.9,
     "q4_0": None,
 }
 BUILTIN_PROMPTS: list[list[dict]] = [
@@ -45,8 +47,10 @@ BUILTIN_PROMPTS: list[list[dict]] = [
 
 @dataclass
 class CheckResult:
-    """Per-prompt agreement: the share of the longer answer that the two answers share as a
-    prefix (1.0 = identical tokens). `threshold` None means reported, not enforced."""
+    """Per-prompt agreement, 1.0 = identical tokens: for a lossless export, the share of the longer
+    greedy answer that both answers share as a prefix; for a rounded one (q8_0, q4_0), the share
+    of the source's answer tokens the export picks when fed that answer. `threshold` None means
+    reported, not enforced."""
 
     kind: str
     quant: str | None
@@ -94,6 +98,30 @@ def agreement(a: list[int], b: list[int]) -> float:
     return same / longest
 
 
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, prompt: list[dict]):
+    text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    return tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+
+
+def teacher_forced(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: list[dict],
+    answer: list[int],
+) -> float:
+    """The share of `answer`'s tokens the model picks itself when fed the answer so far."""
+    import torch
+
+    if not answer:
+        return 1.0
+    ids = prompt_ids(tokenizer, prompt)
+    full = torch.cat([ids, torch.tensor([answer])], dim=1)
+    with torch.no_grad():
+        logits = model(full, attention_mask=torch.ones_like(full)).logits  # [1, len, vocab]
+    picks = logits[0, ids.shape[1] - 1 : -1].argmax(-1).tolist()  # one per answer token
+    return sum(p == a for p, a in zip(picks, answer, strict=True)) / len(answer)
+
+
 def greedy(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -105,8 +133,7 @@ def greedy(
     unless given (the exported side is read only from its own files)."""
     import torch
 
-    text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+    ids = prompt_ids(tokenizer, prompt)
     with torch.no_grad():
         out = model.generate(
             ids,
@@ -166,14 +193,21 @@ def check_export(
     expected = [greedy(source, source_tokenizer, p, max_new_tokens, **stop) for p in prompts]
     del source
     written, tokenizer = load_written(kind, path, source_spec)
-    answers = [greedy(written, tokenizer, p, max_new_tokens) for p in prompts]
     key = quant if kind in ("gguf", "ollama") else kind
+    threshold = THRESHOLDS.get(key or "f16")
+    if threshold is not None and threshold >= 1.0:  # lossless: the export's own greedy answers
+        answers = [greedy(written, tokenizer, p, max_new_tokens) for p in prompts]
+        agreements = [agreement(a, b) for a, b in zip(expected, answers, strict=True)]
+    else:  # rounded: next-token choices along the source's answers (see THRESHOLDS)
+        agreements = [
+            teacher_forced(written, tokenizer, p, a) for p, a in zip(prompts, expected, strict=True)
+        ]
     result = CheckResult(
         kind=kind,
         quant=quant,
         prompts=[p[-1]["content"] for p in prompts],
-        agreements=[agreement(a, b) for a, b in zip(expected, answers, strict=True)],
-        threshold=THRESHOLDS.get(key or "f16"),
+        agreements=agreements,
+        threshold=threshold,
         seconds=time.monotonic() - started,
     )
     log.info("Export check of %s: mean agreement %.3f", path, result.mean)
