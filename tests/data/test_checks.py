@@ -189,3 +189,13 @@ def test_check_accepts_a_read_result():
     result = read(FILES / "qa.csv", mapping={"user": "question", "assistant": "answer"})
     report = check(result, min_examples=0)
     assert report.ok and report.description == "column mapping (CSV)"
+
+
+def test_a_lone_surrogate_escape_is_an_issue_not_a_tokenizer_crash(tmp_path, tokenizer):
+    """Found by the fuzzer: `"\\ud800"` is valid JSON, but no text; the tokenizer raised."""
+    path = tmp_path / "odd.jsonl"
+    good = "".join(json.dumps({"prompt": f"q{n}", "completion": f"a{n}"}) + "\n" for n in range(12))
+    path.write_text('{"prompt": "\\ud800", "completion": "\\udfff"}\n' + good)
+    report = check(path, tokenizer)
+    (issue,) = [i for i in report.errors if i.kind == "invalid_json"]
+    assert issue.line == 1 and "surrogate" in issue.message

@@ -69,9 +69,13 @@ class Server:
         return trainers[0] if trainers else None
 
     def kill(self) -> None:
+        """SIGKILL the server; its children (worker, validator) must not outlive it."""
         assert self.process is not None
+        children = psutil.Process(self.process.pid).children(recursive=True)
         self.process.kill()
         self.process.wait(timeout=30)
+        _, alive = psutil.wait_procs(children, timeout=60)  # a worker first ends its step
+        assert alive == [], f"orphaned children: {alive}"
 
     def stop(self) -> None:
         assert self.process is not None

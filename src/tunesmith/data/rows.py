@@ -91,12 +91,28 @@ def jsonl_rows(text: str) -> Rows:
         if not raw.strip():
             continue
         try:
-            rows.items.append((number, json.loads(raw)))
+            rows.items.append((number, text_only(json.loads(raw))))
         except json.JSONDecodeError as exc:
             rows.problems.append(bad_json(exc, number, exc.colno))
         except (RecursionError, ValueError) as exc:
             rows.problems.append(unreadable_json(exc, number))
     return rows
+
+
+def text_only(value: object) -> object:
+    """`value`, if every string in it is text; a lone UTF-16 surrogate (`"\\ud800"`, valid JSON
+    that no UTF-8 text can hold, as tokenizers refuse) raises ValueError."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if any("\ud800" <= ch <= "\udfff" for ch in item):
+                raise ValueError("a string holds a lone UTF-16 surrogate escape such as \\ud800")
+        elif isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            stack += item
+    return value
 
 
 def json_array_rows(text: str) -> Rows:
@@ -113,7 +129,7 @@ def json_array_rows(text: str) -> Rows:
         while not text.startswith("]", pos):
             line, counted = line + text.count("\n", counted, pos), pos
             value, pos = decoder.raw_decode(text, pos)
-            rows.items.append((line, value))
+            rows.items.append((line, text_only(value)))
             pos = _WHITESPACE.match(text, pos).end()
             if text.startswith(",", pos):
                 pos = _WHITESPACE.match(text, pos + 1).end()

@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import queue
 import resource
+import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -30,9 +31,12 @@ RETRY_SECONDS = 2.0  # after a transient fault (a locked database), the job is c
 
 
 def _limit_memory(max_bytes: int) -> None:
-    """In the child: cap its address space, so a runaway parse raises MemoryError there."""
+    """In the child: die with the server (SIGKILL: a check cut off is simply run again at the
+    next start), and cap its address space, so a runaway parse raises MemoryError there."""
+    from tunesmith.jobs.children import die_with_parent
     from tunesmith.logs import quiet_libraries
 
+    die_with_parent(signal.SIGKILL)
     quiet_libraries()
     resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
 

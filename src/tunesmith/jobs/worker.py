@@ -34,29 +34,19 @@ STOP_GRACE_SECONDS = 60  # a CPU step plus a checkpoint save fit in this
 TaskRunner = Callable[["Store", "TaskRow", Runner, Callable[[], bool]], None]
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM this worker when the server dies, even by SIGKILL: an orphaned
-    worker would go on training a job that the next server also resumes."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the next start's recovery still requeues
-        pass
-
-
 def worker_main(settings: dict, task_runners: dict[str, TaskRunner]) -> None:
     """A worker process: claim the oldest queued job (else background task), run it, repeat
     until told to stop. SIGTERM stops a job at its next step boundary and puts it back in the
     queue. `task_runners` maps a task table ("comparisons", "exports") to what runs its tasks."""
+    from tunesmith.jobs.children import die_with_parent
     from tunesmith.jobs.service import run_next
     from tunesmith.logs import quiet_libraries
     from tunesmith.store import open_store
 
-    quiet_libraries()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    _die_with_parent()
+    die_with_parent(signal.SIGTERM)  # SIGTERM: a running job stops at a step and is requeued
+    quiet_libraries()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on the server is the server's to handle
     store = open_store(Settings(**settings))
     runner = Runner.here()
