@@ -11,6 +11,7 @@ import torch
 
 from tunesmith.errors import TunesmithError
 
+GREEDY_BELOW = 1e-6  # temperatures under this decode greedily
 ALLOWED_CANDIDATES = 64  # guided sampling draws among this many allowed tokens at most
 
 
@@ -33,6 +34,12 @@ class SamplingParams:
     guide: Literal["json", "tool_call"] | None = None
     tools: dict[str, tuple[str, ...] | None] = field(default_factory=dict)
     tool_named: str | None = None
+
+    @property
+    def greedy(self) -> bool:
+        """Temperature 0, or so close to it that logits / temperature would overflow to inf
+        (1e-45 is a valid request): both mean the most likely token."""
+        return self.temperature < GREEDY_BELOW
 
 
 @dataclass
@@ -93,12 +100,12 @@ def choose(
 ) -> tuple[int, TokenLogprob | None]:
     """The next token for one sequence from its `[vocab]` logits (fp32)."""
     logits = penalize(logits, generated, params)
-    if allowed is not None and params.temperature <= 0:
+    if allowed is not None and params.greedy:
         token = next(_allowed_by_rank(logits, allowed))
         return token, _logprob(logits, token, params)
     if allowed is not None:
         logits = _restrict(logits, allowed)
-    if params.temperature <= 0:
+    if params.greedy:
         token = int(logits.argmax())
     else:
         scaled = logits / params.temperature
