@@ -40,6 +40,20 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 Registry = Callable[[str], "ModelSpec | None"]
 
 
+def _allowed_path(name: str, allowed_dirs: list[Path] | None) -> Path | None:
+    """`name` as an absolute path with symlinks resolved, if it lies under one of `allowed_dirs`
+    (any place when None); None otherwise, or when it cannot be a path at all."""
+    try:
+        path = Path(name).expanduser().resolve()
+        if allowed_dirs is not None and not any(
+            path.is_relative_to(folder.expanduser().resolve()) for folder in allowed_dirs
+        ):
+            return None
+        return path
+    except (OSError, ValueError, RuntimeError):  # a name too long, a NUL byte, ~nobody, a loop
+        return None
+
+
 def local_folder(name: str, allowed_dirs: list[Path] | None = None) -> Path | None:
     """The model folder (with config.json) that `name` points at, absolute with symlinks
     resolved; None if there is none, or if `allowed_dirs` is given and it lies under none of them.
@@ -47,14 +61,10 @@ def local_folder(name: str, allowed_dirs: list[Path] | None = None) -> Path | No
     A symlink inside an allowed folder that points outside it is refused: the check is on
     where the weights really are.
     """
+    path = _allowed_path(name, allowed_dirs)
     try:
-        path = Path(name).expanduser().resolve()
-        if allowed_dirs is not None and not any(
-            path.is_relative_to(folder.expanduser().resolve()) for folder in allowed_dirs
-        ):
-            return None
-        return path if (path / "config.json").is_file() else None
-    except (OSError, ValueError, RuntimeError):  # a name too long, a NUL byte, ~nobody, a loop
+        return path if path is not None and (path / "config.json").is_file() else None
+    except OSError:
         return None
 
 
@@ -63,14 +73,10 @@ def local_gguf(name: str, allowed_dirs: list[Path] | None = None) -> Path | None
     same folder rules as `local_folder`; None if there is none."""
     if not name.lower().endswith(".gguf"):
         return None
+    path = _allowed_path(name, allowed_dirs)
     try:
-        path = Path(name).expanduser().resolve()
-        if allowed_dirs is not None and not any(
-            path.is_relative_to(folder.expanduser().resolve()) for folder in allowed_dirs
-        ):
-            return None
-        return path if path.is_file() else None
-    except (OSError, ValueError, RuntimeError):
+        return path if path is not None and path.is_file() else None
+    except OSError:
         return None
 
 

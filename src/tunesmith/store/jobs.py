@@ -164,7 +164,8 @@ class Jobs:
 
     def claim(self, job_id: str, runner: Runner, *, only_from: Iterable[str]) -> JobRow:
         """Run the job here: move it to running under this runner's lease."""
-        if not self.lifecycle.claim(job_id, runner, only_from=only_from):
+        # The error of an earlier try goes in the same move: a resumed job is not failed.
+        if not self.lifecycle.claim(job_id, runner, only_from=only_from, error=None):
             job = self.get(job_id)
             held = f", run by pid {job.worker_pid} on {job.runner_host}" if job.worker_pid else ""
             raise TunesmithError(
@@ -173,7 +174,7 @@ class Jobs:
                 param="fine_tuning_job_id",
                 code="invalid_job_state",
             )
-        return self.update(job_id, error=None)
+        return self.get(job_id)
 
     def claim_next(self, runner: Runner) -> JobRow | None:
         job_id = self.lifecycle.claim_next(runner)

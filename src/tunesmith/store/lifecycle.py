@@ -93,11 +93,13 @@ class Lifecycle:
         )
 
     # --- leases ----------------------------------------------------------------------------------
-    def claim(self, row_id: str, runner: Runner, *, only_from: Iterable[str]) -> bool:
+    def claim(
+        self, row_id: str, runner: Runner, *, only_from: Iterable[str], **fields: Any
+    ) -> bool:
         """Move to running for `runner`, only if no other runner holds the row."""
         return self.move(
             row_id, "running", only_from=only_from, lease_free=True,
-            worker_pid=runner.pid, runner_host=runner.host,
+            worker_pid=runner.pid, runner_host=runner.host, **fields,
         )  # fmt: skip
 
     def claim_next(self, runner: Runner) -> str | None:
