@@ -119,7 +119,7 @@ def test_seed_metadata_and_hyperparameters_are_kept(sdk, train_id, tunesmith_hom
     config = store.jobs.get(job.id).config
     store.close()
     assert (config["epochs"], config["method"], config["max_length"]) == (2, "full", 512)
-    assert config["learning_rate"] == pytest.approx(2 * BASE_LEARNING_RATE["full"])
+    assert config["learning_rate"] == pytest.approx(2 * BASE_LEARNING_RATE["sft"]["full"])
     assert config["lora"]["r"] == 8 and config["seed"] == 42
 
 
@@ -282,7 +282,7 @@ def test_openai_fields_become_an_sft_config():
     config = to_sft_config(body, hp)
     assert (config.model, config.suffix, config.seed) == (MODEL, "s", 3)
     assert (config.epochs, config.batch_size) == (4, 2)
-    assert config.learning_rate == pytest.approx(0.5 * BASE_LEARNING_RATE["lora"])
+    assert config.learning_rate == pytest.approx(0.5 * BASE_LEARNING_RATE["sft"]["lora"])
     assert stored_method(config, hp)["supervised"]["hyperparameters"] == {
         "n_epochs": 4,
         "batch_size": 2,

@@ -137,9 +137,11 @@ def test_wrong_method():
     assert "wrong_method" not in [i.kind for i in check(FILES / "dpo.jsonl", method="dpo").issues]
 
 
-def test_identical_preference_is_a_warning():
+def test_identical_preference_is_an_error():
+    # DPO's loss has no gradient on a pair whose answers are the same: nothing to learn.
     report = check(FILES / "dpo_identical.jsonl")
-    assert ("identical_preference", 1, "non_preferred_output") in located(report.warnings)
+    assert ("identical_preference", 1, "non_preferred_output") in located(report.errors)
+    assert read(FILES / "dpo_identical.jsonl").records == []
 
 
 def test_too_long_with_the_real_tokenizer(tmp_path, tokenizer):

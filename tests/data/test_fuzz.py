@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from tunesmith.data.checks import check
 from tunesmith.data.issues import Issue, RowIssues
+from tunesmith.data.method_checks import KIND_METHODS
 from tunesmith.data.readers import CONVERTERS, FORMATS, read
 from tunesmith.errors import TunesmithError
 
@@ -33,7 +34,13 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 # Issues about the file as a whole, which no line can hold.
-FILE_WIDE = {"too_few_examples", "wrong_method", "no_system_message", "no_user_message"}
+FILE_WIDE = {
+    "too_few_examples",
+    "wrong_method",
+    "no_system_message",
+    "no_user_message",
+    "one_sided_labels",
+}
 CASES: Counter[str] = Counter()
 
 # --- values: rows of the right shape, then up to two of their fields made wrong ----------------
@@ -94,7 +101,8 @@ KEYS = [
     "role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call", "refusal",
     "tools", "functions", "parallel_tool_calls", "messages", "input", "preferred_output",
     "non_preferred_output", "conversations", "from", "value", "instruction", "output", "history",
-    "system", "prompt", "completion", "id", "type", "function", "arguments",
+    "system", "prompt", "completion", "id", "type", "function", "arguments", "chosen", "rejected",
+    "label",
 ]  # fmt: skip
 
 
@@ -186,6 +194,37 @@ ROWS: dict[str, st.SearchStrategy] = {
         {"system": words, "tools": st.just('[{"name": "w", "parameters": {}}]')},
     ),
     "prompt_completion": record({"prompt": words, "completion": words}),
+    # TRL's forms: text or messages, with the prompt given or implicit in both answers.
+    "trl_preference": st.one_of(
+        record({"prompt": words, "chosen": words, "rejected": words}),
+        record(
+            {
+                "prompt": chat_messages(final_answer=False),
+                "chosen": answer,
+                "rejected": answer,
+            }
+        ),
+        st.tuples(chat_messages(final_answer=False), answer, answer).map(
+            lambda t: {"chosen": t[0] + t[1], "rejected": t[0] + t[2]}
+        ),
+        st.tuples(words, words, words).map(
+            lambda t: {"chosen": f"{t[0]} {t[1]}", "rejected": f"{t[0]} {t[2]}"}
+        ),
+    ),
+    "kto": st.one_of(
+        record({"prompt": words, "completion": words, "label": st.booleans()}),
+        record(
+            {
+                "prompt": chat_messages(final_answer=False),
+                "completion": answer,
+                "label": st.booleans(),
+            }
+        ),
+    ),
+    "rft": record(
+        {"messages": st.tuples(chat_messages(), user).map(lambda t: [*t[0], t[1]])},
+        {"reference_answer": words, "tools": st.lists(tool, max_size=2), "id": scalars},
+    ),
 }
 
 # --- files: rows in a container, then broken at the byte level --------------------------------------
@@ -298,7 +337,7 @@ def read_and_check(path: Path, family: str, **options) -> None:
     CASES[family] += 1
     try:
         result = read(path, **options)
-        method = "dpo" if result.format == "dpo" else "supervised"
+        method = KIND_METHODS[result.kind]
         # The file as its own validation file too: every example overlaps.
         reports = [check(result, validation=v, method=method, **options) for v in (None, path)]
     except TunesmithError:
@@ -379,6 +418,7 @@ MAPPINGS = st.sampled_from(
         None,
         {"user": "question", "assistant": "answer"},
         {"system": "=Be {topic}.", "user": "prompt", "assistant": "=A: {output}"},
+        {"prompt": "prompt", "chosen": "output", "rejected": "=Not {answer}"},
     ]
 )
 
@@ -454,7 +494,7 @@ def test_any_bytes_under_any_name(scratch, raw, suffix):
 def test_check_with_the_real_tokenizer(scratch, tokenizer, data):
     """With a tokenizer every example is rendered with the chat template: tool calls whose
     arguments are not objects, odd roles in odd orders, text the tokenizer may not expect."""
-    fmt = data.draw(st.sampled_from(["chat", "dpo", "sharegpt"]))
+    fmt = data.draw(st.sampled_from(["chat", "dpo", "sharegpt", "trl_preference", "kto", "rft"]))
     rows = data.draw(st.lists(broken(ROWS[fmt]), max_size=4))
     path = write(scratch, "tokens.jsonl", data.draw(mutated(jsonl(rows))))
     CASES["with tokenizer"] += 1

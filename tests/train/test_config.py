@@ -30,7 +30,7 @@ def write(path: Path, text: str) -> Path:
 
 def test_defaults_then_yaml_then_overrides(tmp_path):
     defaults = load_config()
-    assert (defaults.epochs, defaults.method, defaults.lora.r, defaults.seed) == (
+    assert (defaults.epochs, defaults.tuning, defaults.lora.r, defaults.seed) == (
         "auto",
         "lora",
         16,
@@ -134,7 +134,7 @@ def test_dump_yaml_round_trips(tmp_path):
         validation=tmp_path / "valid.jsonl",
         model="smollm2-135m-instruct",
         suffix="orders",
-        method="lora",
+        tuning="lora",
         lora=LoraSettings(
             r=8, lora_alpha=12, lora_dropout=0.05, target_modules=["q_proj", "v_proj"]
         ),
@@ -189,10 +189,10 @@ def test_batch_is_never_larger_than_the_data():
     assert resolved.total_steps == 2
 
 
-@pytest.mark.parametrize(("method", "rate"), [("lora", 4e-4), ("full", 4e-5)])
-def test_auto_learning_rate_per_method(method, rate):
-    assert resolve(SFTConfig(method=method), 100).learning_rate == rate
-    assert resolve(SFTConfig(method=method, learning_rate=3e-5), 100).learning_rate == 3e-5
+@pytest.mark.parametrize(("tuning", "rate"), [("lora", 4e-4), ("full", 4e-5)])
+def test_auto_learning_rate_per_tuning(tuning, rate):
+    assert resolve(SFTConfig(tuning=tuning), 100).learning_rate == rate
+    assert resolve(SFTConfig(tuning=tuning, learning_rate=3e-5), 100).learning_rate == 3e-5
 
 
 @pytest.mark.parametrize(
@@ -222,7 +222,7 @@ def test_lora_config_translates_the_settings():
 
 
 def test_lora_config_is_none_for_a_full_fine_tune():
-    assert lora_config(SFTConfig(method="full")) is None
+    assert lora_config(SFTConfig(tuning="full")) is None
 
 
 def test_trl_args_with_validation_and_bf16(tmp_path):
@@ -251,3 +251,69 @@ def test_trl_args_without_validation_in_fp32(tmp_path):
     assert args.bf16 is False
     assert args.use_cpu is False
     assert str(args.save_strategy.value) == "epoch"
+
+
+# --- one config per method -------------------------------------------------------------------------
+
+
+def test_each_method_has_its_own_config_and_defaults():
+    from tunesmith.train.config import DPOConfig, GRPOConfig, KTOConfig, ORPOConfig
+
+    assert type(load_config(None, {})) is SFTConfig
+    dpo = load_config(None, {"method": "dpo", "beta": 0.2, "loss_type": "ipo"})
+    assert isinstance(dpo, DPOConfig) and (dpo.beta, dpo.loss_type) == (0.2, "ipo")
+    assert isinstance(load_config(None, {"method": "orpo"}), ORPOConfig)
+    kto = load_config(None, {"method": "kto", "undesirable_weight": 1.5})
+    assert isinstance(kto, KTOConfig) and kto.undesirable_weight == 1.5
+    assert load_config(None, {"method": "grpo"}).beta == 0.0  # GRPOConfig: no KL by default
+    assert isinstance(load_config(None, {"method": "grpo"}), GRPOConfig)
+
+
+def test_old_method_lora_full_still_means_sft_with_that_tuning():
+    config = load_config(None, {"method": "full"})
+    assert (config.method, config.tuning) == ("sft", "full")
+
+
+def test_a_setting_of_another_method_says_which_method_has_it():
+    with pytest.raises(TunesmithError) as caught:
+        load_config(None, {"beta": 0.3})
+    assert "'beta' is a setting of dpo, orpo, kto, grpo, not of sft" in caught.value.message
+    assert caught.value.param == "beta"
+    with pytest.raises(TunesmithError) as caught:
+        load_config(None, {"method": "dpo", "label_smothing": 0.1})
+    assert "Did you mean 'label_smoothing'?" in caught.value.message
+    with pytest.raises(TunesmithError) as caught:
+        load_config(None, {"method": "ppo"})
+    assert "the methods are sft, dpo, orpo, kto, grpo" in caught.value.message
+
+
+def test_method_settings_are_validated_naming_the_field():
+    with pytest.raises(TunesmithError) as caught:
+        load_config(None, {"method": "dpo", "beta": -1})
+    assert caught.value.param == "beta" and "beta=-1" in caught.value.message
+
+
+def test_a_grader_file_is_read_into_the_config(tmp_path):
+    (tmp_path / "grader.json").write_text(
+        '{"type": "string_check", "name": "exact", "input": "{{sample.output_text}}", '
+        '"reference": "{{item.answer}}", "operation": "eq"}'
+    )
+    (tmp_path / "score.py").write_text("def grade(sample, item):\n    return 1.0\n")
+    (tmp_path / "run.yaml").write_text("method: grpo\ngrader: grader.json\n")
+    from_yaml = load_config(tmp_path / "run.yaml")  # relative to the YAML file
+    assert from_yaml.grader["operation"] == "eq"
+    from_python = load_config(None, {"method": "grpo", "grader": str(tmp_path / "score.py")})
+    assert from_python.grader == {
+        "type": "python",
+        "name": "score",
+        "source": "def grade(sample, item):\n    return 1.0\n",
+    }
+    (tmp_path / "bad.json").write_text('{"type": \n')
+    with pytest.raises(TunesmithError) as caught:
+        load_config(None, {"method": "grpo", "grader": str(tmp_path / "bad.json")})
+    assert "bad.json:2" in caught.value.message
+
+
+def test_auto_learning_rates_are_lower_for_preference_methods():
+    assert resolve(load_config(None, {"method": "dpo"}), 100).learning_rate == 5e-5
+    assert resolve(load_config(None, {"method": "dpo", "tuning": "full"}), 100).learning_rate == 5e-6

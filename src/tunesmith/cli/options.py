@@ -1,8 +1,10 @@
-"""Typer options generated from a pydantic config, so flags and YAML can never disagree.
+"""Typer options generated from pydantic configs, so flags and YAML can never disagree.
 
 Each field becomes `--field-name` (nested `lora.r` becomes `--lora-r`, `lora.lora_alpha`
 `--lora-alpha`). Every flag defaults to None, meaning "not given": only given flags override the
-YAML file, and pydantic validates the merged result once.
+YAML file, and pydantic validates the merged result once. Several configs (one per training
+method) give one set of flags: a field they share (`beta`) is one flag, its help naming each
+method's default, and the discriminating field (`method`) lists every method.
 """
 
 from __future__ import annotations
@@ -43,15 +45,32 @@ def flag_fields(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> dict[st
     return out
 
 
-def _parameter(param: str, info, skip_help: bool) -> inspect.Parameter:
+def _fields_of(models: tuple[type[BaseModel], ...]) -> dict[str, list[tuple[str, tuple, Any]]]:
+    """Parameter name -> [(the model's tag, path, field info)] for every model that has it."""
+    out: dict[str, list] = {}
+    for model in models:
+        tag = model.model_fields["method"].default if "method" in model.model_fields else ""
+        for param, (path, info) in flag_fields(model).items():
+            out.setdefault(param, []).append((tag, path, info))
+    return out
+
+
+def _parameter(param: str, owners: list, n_models: int) -> inspect.Parameter:
+    info = owners[0][2]
     annotation = info.annotation
     default = info.get_default(call_default_factory=True)
     shown = default if not isinstance(default, BaseModel) else None
     choices = _choices(annotation)
+    if param == "method" and n_models > 1:  # each model knows only its own tag
+        choices = [tag for tag, _, _ in owners]
     help_text = info.description or ""
     if choices and "auto" not in choices[:1]:
         help_text += f" [{'|'.join(choices)}]"
-    help_text += f" (default: {shown})"
+    defaults = {tag: o.get_default(call_default_factory=True) for tag, _, o in owners if tag}
+    if 1 < len(owners) < n_models:  # a setting of some methods: say whose, and their defaults
+        help_text += " (" + ", ".join(f"{tag}: {value}" for tag, value in defaults.items()) + ")"
+    else:
+        help_text += f" (default: {shown})"
     flag = "--" + param.replace("_", "-")
     if annotation is bool:
         option = typer.Option(None, f"{flag}/--no-{flag[2:]}", help=help_text, show_default=False)
@@ -64,17 +83,17 @@ def _parameter(param: str, info, skip_help: bool) -> inspect.Parameter:
     )
 
 
-def config_parameters(model: type[BaseModel], skip: set[str] = frozenset()) -> list:
+def config_parameters(*models: type[BaseModel], skip: set[str] = frozenset()) -> list:
     return [
-        _parameter(param, info, False)
-        for param, (_path, info) in flag_fields(model).items()
+        _parameter(param, owners, len(models))
+        for param, owners in _fields_of(models).items()
         if param not in skip
     ]
 
 
-def overrides_from_flags(model: type[BaseModel], flags: dict[str, Any]) -> dict[str, Any]:
+def overrides_from_flags(models: tuple[type[BaseModel], ...], flags: dict[str, Any]) -> dict:
     """Given flags as a nested dict for load_config; list fields take comma-separated values."""
-    fields = flag_fields(model)
+    fields = {param: owners[0][1:] for param, owners in _fields_of(models).items()}
     out: dict[str, Any] = {}
     for param, value in flags.items():
         if value is None or param not in fields:

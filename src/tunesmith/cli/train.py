@@ -12,9 +12,12 @@ from tunesmith.cli.console import out
 from tunesmith.cli.options import config_parameters, overrides_from_flags
 from tunesmith.errors import TunesmithError
 from tunesmith.store.lifecycle import Runner
-from tunesmith.train.config import SFTConfig
+from tunesmith.train.config import METHOD_CONFIGS, SFTConfig
 
-HELP = """Fine-tune a model on your data (SFT, LoRA by default), in the foreground.
+HELP = """Fine-tune a model on your data (SFT with LoRA by default), in the foreground.
+
+--method dpo|orpo|kto trains on preference pairs (KTO also on single answers labelled good or
+bad); --method grpo --grader grader.json (or grader.py) trains on prompts scored by a grader.
 
 The data is checked first. The job lands in the store, so `tunesmith jobs` and the API see it.
 Ctrl-C stops after the current step and keeps a checkpoint; `--resume JOB` continues from it.
@@ -29,7 +32,7 @@ def train_command(
 ) -> None:
     from tunesmith.cli.store import store
 
-    overrides = overrides_from_flags(SFTConfig, flags)
+    overrides = overrides_from_flags(tuple(METHOD_CONFIGS.values()), flags)
     if print_config:  # the merged settings as YAML: a starting point for --config
         from tunesmith.train.config import dump_yaml, load_config
 
@@ -163,7 +166,7 @@ def register(app: typer.Typer) -> None:
             ),
             annotation=str | None,
         ),
-        *config_parameters(SFTConfig),
+        *config_parameters(*METHOD_CONFIGS.values()),
     ]
 
     def command(**kwargs: Any) -> None:

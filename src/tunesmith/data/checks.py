@@ -8,12 +8,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from tunesmith.data.issues import Issue, make_issue
+from tunesmith.data.method_checks import (
+    KIND_METHODS,
+    Method,
+    kto_label_issues,
+    length_issues,
+    method_issues,
+    rft_item_issues,
+)
 from tunesmith.data.readers import ReadResult, read
-from tunesmith.data.records import PreferencePair, Record
+from tunesmith.data.records import Record, prompt_of
 from tunesmith.data.stats import (
     CPU_TOKENS_PER_SECOND,
     DatasetStats,
-    ExampleTokens,
     count_tokens,
     dataset_stats,
 )
@@ -25,7 +32,6 @@ if TYPE_CHECKING:
 MIN_TRAINING_EXAMPLES = 10  # OpenAI refuses a smaller training file
 # transformers sets model_max_length to ~1e30 when a tokenizer does not know its model's limit.
 NO_LIMIT = 1_000_000
-Method = Literal["supervised", "dpo"]
 # OpenAI's notebook counts examples with no system and no user message; what to do about each.
 MISSING_ROLE_ADVICE = {
     "system": "Fine if the model will be called without one too; otherwise add the system prompt "
@@ -105,14 +111,17 @@ def check(
     n_epochs: int | Literal["auto"] = "auto",
     tokens_per_second: float = CPU_TOKENS_PER_SECOND,
     min_examples: int = MIN_TRAINING_EXAMPLES,
+    item_fields: list[str] | None = None,
 ) -> Report:
     """Check a training file (a path, or what `read` returned) and optionally its validation file.
 
     Without a tokenizer, only the format and the dataset as a whole are checked. With one, each
     example is rendered with the model's chat template: `too_long` is checked against
     `max_length` (default: the tokenizer's model_max_length when it states one), and the report
-    carries token statistics, epochs and estimates. `method` checks the kind of examples (chat or
-    preference pairs) against the training method. Raises TunesmithError only when a file cannot
+    carries token statistics, epochs and estimates. `method` checks the kind of examples (chat,
+    preference pairs, KTO examples, RFT prompts) against the training method; KTO accepts pairs.
+    `item_fields` names the fields an RFT grader reads (`{{item.NAME}}`): each example must have
+    them. Raises TunesmithError only when a file cannot
     be read at all (see `read`).
     """
     train = as_result(data, mapping, fmt)
@@ -122,18 +131,22 @@ def check(
     issues += method_issues(train, method)
     issues += duplicate_issues(train)
     issues += role_count_issues(train)
+    issues += kto_label_issues(train)
+    issues += rft_item_issues(train, item_fields)
     if valid is not None:
         issues += valid.problems
-        issues += method_issues(valid, method or ("dpo" if train.format == "dpo" else "supervised"))
+        issues += method_issues(valid, method or KIND_METHODS[train.kind])
         issues += duplicate_issues(valid)
         issues += overlap_issues(train, valid)
+        issues += rft_item_issues(valid, item_fields)
     stats = None
     if tokenizer is not None:
         max_length = max_length or model_limit(tokenizer)
         counts = count_tokens(tokenizer, train.records)
-        issues += length_issues(train.file, counts, max_length)
+        issues += length_issues(train.file, counts, max_length, train.kind)
         if valid is not None:
-            issues += length_issues(valid.file, count_tokens(tokenizer, valid.records), max_length)
+            valid_counts = count_tokens(tokenizer, valid.records)
+            issues += length_issues(valid.file, valid_counts, max_length, valid.kind)
         if counts:
             stats = dataset_stats(
                 counts,
@@ -173,26 +186,6 @@ def size_issues(train: ReadResult, min_examples: int) -> list[Issue]:
             f"The training file has {train.n_examples} example(s); at least {min_examples} are "
             "needed (OpenAI's minimum). Add examples; 50 to 100 good ones usually show a clear gain.",
             file=train.file,
-        )
-    ]
-
-
-def method_issues(result: ReadResult, method: Method | None) -> list[Issue]:
-    is_pairs = result.format == "dpo"
-    if method is None or (method == "dpo") == is_pairs:
-        return []
-    found = "preference pairs" if is_pairs else f"{result.description} examples"
-    wanted = (
-        'preference pairs ({"input", "preferred_output", "non_preferred_output"})'
-        if method == "dpo"
-        else "chat examples"
-    )
-    return [
-        make_issue(
-            "wrong_method",
-            f"The file holds {found}, but the {method} method trains on {wanted}. Give a file "
-            "of that kind, or choose the other method.",
-            file=result.file,
         )
     ]
 
@@ -242,14 +235,14 @@ def overlap_issues(train: ReadResult, valid: ReadResult) -> list[Issue]:
 
 def role_count_issues(result: ReadResult) -> list[Issue]:
     """OpenAI's two counters, as one warning each: examples with no system or no user message."""
-    conversations = [r.input if isinstance(r, PreferencePair) else r for r in result.records]
-    n = len(conversations)
+    prompts = [prompt_of(r) for r in result.records]
+    n = len(prompts)
     issues = []
     for role, advice in MISSING_ROLE_ADVICE.items():
         names = (
             ("system", "developer") if role == "system" else (role,)
         )  # developer is the new system
-        missing = sum(all(m.role not in names for m in c.messages) for c in conversations)
+        missing = sum(all(m.role not in names for m in messages) for messages in prompts)
         if missing:
             issues.append(
                 make_issue(
@@ -259,25 +252,6 @@ def role_count_issues(result: ReadResult) -> list[Issue]:
                 )
             )
     return issues
-
-
-def length_issues(file: str, counts: list[ExampleTokens], max_length: int | None) -> list[Issue]:
-    """Examples over max_length. An error, not OpenAI's warning: truncation cuts the end, which is
-    the answer and its end-of-turn token, so the model would learn to stop mid-answer."""
-    if max_length is None:
-        return []
-    return [
-        make_issue(
-            "too_long",
-            f"The example is {c.longest} tokens long with the chat template, over max_length "
-            f"{max_length}; it would be truncated, cutting off the end of the answer. Shorten or "
-            "split it, or raise max_length.",
-            file=file,
-            line=c.line,
-        )
-        for c in counts
-        if c.longest > max_length
-    ]
 
 
 def summarize(report: Report, limit: int = 3) -> str:

@@ -25,13 +25,34 @@ KINDS: dict[str, tuple[Severity, str]] = {
     "invalid_tools": ("error", "tools is not a list of function definitions"),
     "missing_field": ("error", "a field the detected format requires is missing"),
     "invalid_field": ("error", "a field has the wrong type or shape for the detected format"),
-    "wrong_method": ("error", "chat examples given for DPO, or preference pairs for SFT"),
+    "wrong_method": (
+        "error",
+        "examples of another kind than the method trains on (pairs for SFT, chat for DPO, ...)",
+    ),
+    # Preference pairs (DPO, ORPO) and unpaired examples (KTO).
+    "identical_preference": ("error", "a pair whose chosen and rejected answers are the same"),
+    "multi_turn_output": ("error", "a DPO answer that is not exactly one assistant message"),
+    "invalid_prompt_end": (
+        "error",
+        "a pair's or KTO example's prompt does not end with a user turn",
+    ),
+    "no_shared_prompt": ("error", "implicit-prompt chosen and rejected share no prompt"),
+    "invalid_label": ("error", "a KTO label that is not true or false"),
+    "one_sided_labels": ("warning", "KTO examples all desirable or all undesirable (file-wide)"),
+    # Reinforcement fine-tuning (OpenAI RFT, GRPO).
+    "rft_last_message_not_user": ("error", "an RFT prompt whose last message is not the user's"),
+    "missing_item_field": ("error", "an RFT example lacks a field the grader reads as {{item.X}}"),
+    "no_item_fields": ("warning", "an RFT example has no field besides messages for a grader"),
+    "inconsistent_item_fields": ("warning", "an RFT example lacks a field most others have"),
     "too_few_examples": ("error", "fewer training examples than OpenAI's minimum of 10"),
     "too_long": ("error", "an example is longer than max_length tokens and would be truncated"),
+    "prompt_truncated": (
+        "warning",
+        "a pair or KTO example over max_length whose prompt is cut from the left, answers kept",
+    ),
     # A warning, as on OpenAI: its cookbook flow shares an example between the two files and runs.
     "validation_overlap": ("warning", "a validation example also appears in the training file"),
     "duplicate": ("warning", "an example is an exact copy of an earlier one"),
-    "identical_preference": ("warning", "a DPO pair whose two answers are the same"),
     "no_system_message": ("warning", "examples without a system message (counted, not per line)"),
     "no_user_message": ("warning", "examples without a user message (counted, not per line)"),
 }

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from tunesmith.data.issues import RowIssues, type_name
+from tunesmith.data.pairs import check_prompt_end, make_pair
 from tunesmith.data.records import Conversation, FunctionCall, Message, PreferencePair, ToolCall
 
 # OpenAI's notebook accepts {role, content, name, function_call, weight}; tool_calls,
@@ -54,18 +55,11 @@ def dpo_record(row: Any, issues: RowIssues) -> PreferencePair | None:
         prompt = conversation(row["input"], issues, prefix="input.", require_assistant=False)
     preferred = answers(row, "preferred_output", issues)
     rejected = answers(row, "non_preferred_output", issues)
+    if prompt is not None:
+        check_prompt_end(prompt.messages, "input.messages", issues)
     if issues.failed or prompt is None or preferred is None or rejected is None:
         return None
-    if preferred == rejected:
-        issues.add(
-            "identical_preference",
-            "non_preferred_output",
-            "The preferred and non-preferred answers are identical, so this pair teaches nothing; "
-            "change one or drop the pair.",
-        )
-    return PreferencePair(
-        input=prompt, preferred_output=preferred, non_preferred_output=rejected, line=issues.line
-    )
+    return make_pair(prompt, preferred, rejected, issues)
 
 
 def answers(row: dict, key: str, issues: RowIssues) -> list[Message] | None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tunesmith.data.issues import Issue, RowIssues
 from tunesmith.data.openai_format import chat_record, dpo_record
@@ -21,7 +21,15 @@ from tunesmith.data.other_formats import (
     prompt_completion_record,
     sharegpt_record,
 )
+from tunesmith.data.preference_formats import (
+    PREFERENCE_ROLES,
+    is_label,
+    kto_record,
+    preference_columns_record,
+    trl_preference_record,
+)
 from tunesmith.data.records import Record
+from tunesmith.data.rft_format import ends_with_user, rft_record
 from tunesmith.data.rows import CONTAINERS, Rows, load_rows
 from tunesmith.errors import TunesmithError
 
@@ -35,7 +43,33 @@ FORMATS: dict[str, tuple[str, str]] = {
     "alpaca": ("Alpaca", '{"instruction": ..., "input"?: ..., "output": ...}'),
     "sharegpt": ("ShareGPT", '{"conversations": [{"from": "human"|"gpt", "value": ...}]}'),
     "prompt_completion": ("prompt/completion", '{"prompt": ..., "completion": ...}'),
-    "columns": ("column mapping", 'any rows, with {"user": COLUMN, "assistant": COLUMN}'),
+    "trl_preference": (
+        "TRL preference",
+        '{"prompt"?: ..., "chosen": ..., "rejected": ...} (text or messages)',
+    ),
+    "kto": ("TRL unpaired preference (KTO)", '{"prompt": ..., "completion": ..., "label": true}'),
+    "rft": (
+        "OpenAI reinforcement fine-tuning",
+        '{"messages": [..., {"role": "user", ...}], "tools"?: [...], <fields for the grader>}',
+    ),
+    "columns": (
+        "column mapping",
+        'any rows, with {"user": COLUMN, "assistant": COLUMN} or '
+        '{"prompt": COLUMN, "chosen": COLUMN, "rejected": COLUMN}',
+    ),
+}
+# What a file's records are: the methods that train on them are checked against this.
+RecordKind = Literal["chat", "pairs", "kto", "rft"]
+FORMAT_KINDS: dict[str, RecordKind] = {
+    "chat": "chat",
+    "dpo": "pairs",
+    "alpaca": "chat",
+    "sharegpt": "chat",
+    "prompt_completion": "chat",
+    "trl_preference": "pairs",
+    "kto": "kto",
+    "rft": "rft",
+    "columns": "chat",  # or "pairs", by the mapping's roles
 }
 Converter = Callable[[Any, RowIssues], Record | None]
 CONVERTERS: dict[str, Converter] = {
@@ -44,6 +78,9 @@ CONVERTERS: dict[str, Converter] = {
     "alpaca": alpaca_record,
     "sharegpt": sharegpt_record,
     "prompt_completion": prompt_completion_record,
+    "trl_preference": trl_preference_record,
+    "kto": kto_record,
+    "rft": rft_record,
 }
 # Detection votes over the first rows, so that one malformed first line cannot mislead it.
 DETECT_ROWS = 20
@@ -54,7 +91,7 @@ class ReadResult:
     """What a file held: its records, the format detected, and every problem found on the way.
 
     `n_examples` counts the examples in the file, those with errors included; `records` holds
-    only the ones free of errors.
+    only the ones free of errors. `kind` says what the records are (chat, pairs, kto, rft).
     """
 
     file: str
@@ -63,6 +100,7 @@ class ReadResult:
     records: list[Record]
     problems: list[Issue] = field(default_factory=list)
     n_examples: int = 0
+    kind: RecordKind = "chat"
 
     @property
     def description(self) -> str:
@@ -80,7 +118,10 @@ def read(
     """Read JSONL, a JSON array, CSV/TSV, Parquet or a saved Hugging Face dataset.
 
     `fmt` is "auto" or a key of FORMATS. A `mapping` ({"system"?, "user", "assistant"} to column
-    names, or to literal text after "=") reads any rows as chat. Per-example problems are collected
+    names, or to literal text after "=") reads any rows as chat; {"system"?, "prompt", "chosen",
+    "rejected"} reads them as preference pairs. RFT files look like chat files: name them with
+    fmt="rft" (auto detection takes a file for RFT only when every example read for detection
+    ends with a user message). Per-example problems are collected
     in `problems`, never raised; TunesmithError is raised only when the file as a whole cannot be
     read: missing, a plain folder, not UTF-8, empty, of an unknown format, or a mapping that names
     columns the file does not have.
@@ -95,7 +136,13 @@ def read(
             param="file",
         )
     fmt = choose_format(rows, path, mapping, fmt)
-    convert = partial(columns_record, mapping=mapping) if fmt == "columns" else CONVERTERS[fmt]
+    kind = FORMAT_KINDS[fmt]
+    if fmt != "columns":
+        convert = CONVERTERS[fmt]
+    elif mapping is not None and is_preference_mapping(mapping):
+        convert, kind = partial(preference_columns_record, mapping=mapping), "pairs"
+    else:
+        convert = partial(columns_record, mapping=mapping)
     problems = list(rows.problems)
     records = []
     for line, value in rows.items:
@@ -112,6 +159,7 @@ def read(
         records=records,
         problems=problems,
         n_examples=len(rows.items) + n_bad_json,
+        kind=kind,
     )
 
 
@@ -120,7 +168,7 @@ def choose_format(rows: Rows, path: Path, mapping: dict[str, str] | None, fmt: s
         if fmt not in ("auto", "columns"):
             raise TunesmithError(
                 f"A column mapping was given together with the format {fmt!r}.",
-                "Give either a mapping (any rows read as chat) or a format, not both.",
+                "Give either a mapping (any rows read as chat or pairs) or a format, not both.",
                 param="mapping",
             )
         check_mapping(mapping, rows.columns or first_keys(rows), path)
@@ -148,15 +196,20 @@ def shape_of(row: dict) -> str | None:
         messages = row["messages"]
         first = messages[0] if isinstance(messages, list) and messages else None
         # Some ShareGPT files name the list "messages" but keep from/value turns.
-        return "sharegpt" if isinstance(first, dict) and "from" in first else "chat"
+        if isinstance(first, dict) and "from" in first:
+            return "sharegpt"
+        return "rft" if ends_with_user(row) else "chat"
     if "preferred_output" in row or "non_preferred_output" in row:
         return "dpo"
+    if "chosen" in row or "rejected" in row:
+        return "trl_preference"
     if "conversations" in row:
         return "sharegpt"
     if "instruction" in row and "output" in row:
         return "alpaca"
     if "prompt" in row and "completion" in row:
-        return "prompt_completion"
+        # A label that is not true/false (a class name, a score) is just another column.
+        return "kto" if is_label(row.get("label")) else "prompt_completion"
     return None
 
 
@@ -167,6 +220,10 @@ def detect(rows: Rows, path: Path) -> str:
         return "chat"  # nothing but non-objects: the chat reader reports each one as data_type
     votes = Counter(shape_of(d) for d in dicts)
     votes.pop(None, None)
+    if "chat" in votes and "rft" in votes:
+        # A chat file with some answers missing is a chat file with errors, not an RFT file: a
+        # file is taken for RFT only when all its examples end with the user's message.
+        votes["chat"] += votes.pop("rft")
     if votes:
         return votes.most_common(1)[0][0]
     raise unknown_format(path, rows.columns or first_keys(rows))
@@ -207,20 +264,43 @@ def first_keys(rows: Rows) -> list[str]:
     return list(keys)
 
 
+def is_preference_mapping(mapping: dict[str, str]) -> bool:
+    return bool(set(mapping) & {"prompt", "chosen", "rejected"})
+
+
 def check_mapping(mapping: dict[str, str], columns: list[str], path: Path) -> None:
-    """Refuse a mapping that misses a role or names a column the file does not have."""
+    """Refuse a mapping that misses a role, mixes chat and preference roles, or names a column
+    the file does not have."""
     roles = set(mapping)
-    if not roles <= set(MAPPING_ROLES) or not {"user", "assistant"} <= roles:
-        stray = sorted(roles - set(MAPPING_ROLES))
-        close = [difflib.get_close_matches(r, MAPPING_ROLES, n=1) for r in stray]
+    chat_roles, pair_roles = set(MAPPING_ROLES), set(PREFERENCE_ROLES)
+    if roles & (chat_roles - pair_roles) and roles & (pair_roles - chat_roles):
+        raise TunesmithError(
+            f"The column mapping mixes chat roles ({', '.join(sorted(roles & chat_roles))}) with "
+            f"preference roles ({', '.join(sorted(roles & (pair_roles - chat_roles)))}).",
+            'Map {"user", "assistant"} to read chat examples, or {"prompt", "chosen", '
+            '"rejected"} to read preference pairs (each may add "system").',
+            param="mapping",
+        )
+    pairs = is_preference_mapping(mapping)
+    allowed, required = (
+        (PREFERENCE_ROLES, {"prompt", "chosen", "rejected"})
+        if pairs
+        else (MAPPING_ROLES, {"user", "assistant"})
+    )
+    if not roles <= set(allowed) or not required <= roles:
+        stray = sorted(roles - set(allowed))
+        known = sorted(chat_roles | pair_roles)
+        close = [difflib.get_close_matches(r, known, n=1) for r in stray]
         guess = "".join(
             f" Did you mean {c[0]!r} for {r!r}?" for r, c in zip(stray, close, strict=True) if c
         )
+        wanted = "'prompt', 'chosen' and 'rejected'" if pairs else "'user' and 'assistant'"
         raise TunesmithError(
-            f"The column mapping must map 'user' and 'assistant' (and may map 'system'); "
+            f"The column mapping must map {wanted} (and may map 'system'); "
             f"it maps {', '.join(map(repr, sorted(roles))) or 'nothing'}.{guess}",
             'Example: {"system": "=You are a helpful assistant.", "user": "question", '
-            '"assistant": "answer"}.',
+            '"assistant": "answer"}, or for preference pairs {"prompt": "question", '
+            '"chosen": "good", "rejected": "bad"}.',
             param="mapping",
         )
     for role, source in mapping.items():

@@ -1,4 +1,5 @@
-"""The canonical records every reader produces: a chat conversation, or a preference pair."""
+"""The canonical records every reader produces: a chat conversation, a preference pair, a KTO
+example, or a reinforcement fine-tuning prompt."""
 
 from __future__ import annotations
 
@@ -87,4 +88,55 @@ class PreferencePair(BaseModel):
         }
 
 
-Record = Conversation | PreferencePair
+class KTOExample(BaseModel):
+    """One unpaired preference example (KTO): a prompt, one answer, and whether it is desirable.
+
+    Written out in TRL's conversational unpaired-preference shape, since OpenAI has no KTO format.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: Conversation
+    output: list[Message]
+    label: bool = Field(description="True: a desirable answer; False: an undesirable one.")
+    line: int | None = Field(default=None, exclude=True)
+
+    def to_openai(self) -> dict:
+        out: dict = {
+            "prompt": [m.to_openai() for m in self.input.messages],
+            "completion": [m.to_openai() for m in self.output],
+            "label": self.label,
+        }
+        if self.input.tools:
+            out["tools"] = self.input.tools
+        return out
+
+
+class RFTExample(BaseModel):
+    """One reinforcement fine-tuning example in OpenAI's shape: the prompt a model answers (its
+    last message is the user's) and `item`, every other field of the line, which graders read as
+    `{{item.NAME}}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[Message]
+    tools: list[dict] | None = None
+    item: dict = Field(default_factory=dict)
+    line: int | None = Field(default=None, exclude=True)
+
+    def to_openai(self) -> dict:
+        # `messages` and `tools` are OpenAI's only reserved keys; the item's fields sit beside them.
+        out: dict = {"messages": [m.to_openai() for m in self.messages]}
+        if self.tools:
+            out["tools"] = self.tools
+        return {**out, **self.item}
+
+
+Record = Conversation | PreferencePair | KTOExample | RFTExample
+
+
+def prompt_of(record: Record) -> list[Message]:
+    """The messages a record gives the model before it answers (all of them for a chat)."""
+    if isinstance(record, PreferencePair | KTOExample):
+        return record.input.messages
+    return record.messages

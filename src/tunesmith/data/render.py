@@ -32,6 +32,8 @@ class Encoded:
 
     input_ids: list[int]
     labels: list[int]
+    # Tokens of the prompt at the start, when it is kept apart (preference and KTO sequences).
+    prompt_length: int | None = None
 
     @property
     def n_loss_tokens(self) -> int:

@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from tunesmith.data.records import Conversation, PreferencePair, Record
+from tunesmith.data.records import (
+    Conversation,
+    KTOExample,
+    PreferencePair,
+    Record,
+    RFTExample,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -31,13 +37,22 @@ CPU_TOKENS_PER_SECOND = 125.0
 class ExampleTokens:
     """Token counts of one example; `lengths` has one entry per sequence the trainer sees.
 
-    An SFT example is one sequence; a DPO pair is two (prompt + preferred, prompt + rejected).
+    An SFT example is one sequence; a DPO pair is two (prompt + preferred, prompt + rejected); a
+    KTO example one (prompt + answer); an RFT example one, its prompt (the model writes the rest).
+    `prompt` is the tokens of the prompt that pairs and KTO examples share and may cut from the
+    left; None where the whole sequence must fit (SFT, RFT).
     """
 
     line: int | None
     lengths: tuple[int, ...]
     assistant: int
     messages: int
+    prompt: int | None = None
+
+    @property
+    def longest_answer(self) -> int:
+        """Tokens after the prompt in the longest sequence (all of it when there is no prompt)."""
+        return self.longest - (self.prompt or 0)
 
     @property
     def total(self) -> int:
@@ -130,37 +145,49 @@ def estimate_seconds(tokens: int, tokens_per_second: float = CPU_TOKENS_PER_SECO
 
 
 def conversations_of(record: Record) -> list[Conversation]:
-    """The sequences a trainer sees for one record."""
+    """The sequences a trainer sees for one record, as conversations (an RFT prompt: itself)."""
     if isinstance(record, PreferencePair):
         prompt = record.input
         return [
             prompt.model_copy(update={"messages": prompt.messages + answer})
             for answer in (record.preferred_output, record.non_preferred_output)
         ]
+    if isinstance(record, KTOExample):
+        return [record.input.model_copy(update={"messages": record.input.messages + record.output})]
+    if isinstance(record, RFTExample):
+        return [Conversation(messages=record.messages, tools=record.tools, line=record.line)]
     return [record]
 
 
 def count_tokens(tokenizer: PreTrainedTokenizerBase, records: list[Record]) -> list[ExampleTokens]:
     """Each record rendered with the model's chat template: total and loss-carrying tokens."""
-    from tunesmith.data.render import encode
+    return [example_tokens(tokenizer, record) for record in records]
 
-    out = []
-    for record in records:
-        encoded = [encode(tokenizer, conversation) for conversation in conversations_of(record)]
-        n_messages = (
-            len(record.input.messages) + len(record.preferred_output)
-            if isinstance(record, PreferencePair)
-            else len(record.messages)
-        )
-        out.append(
-            ExampleTokens(
-                line=record.line,
-                lengths=tuple(len(e.input_ids) for e in encoded),
-                assistant=sum(e.n_loss_tokens for e in encoded),
-                messages=n_messages,
-            )
-        )
-    return out
+
+def example_tokens(tokenizer: PreTrainedTokenizerBase, record: Record) -> ExampleTokens:
+    from tunesmith.data.preference import encode_answer, encode_pair
+    from tunesmith.data.render import encode, encode_prompt
+
+    if isinstance(record, PreferencePair):
+        pair = encode_pair(tokenizer, record)
+        encoded = [pair.chosen, pair.rejected]
+        n_messages = len(record.input.messages) + len(record.preferred_output)
+    elif isinstance(record, KTOExample):
+        encoded = [encode_answer(tokenizer, record.input, record.output)]
+        n_messages = len(record.input.messages) + len(record.output)
+    elif isinstance(record, RFTExample):
+        n_prompt = len(encode_prompt(tokenizer, record.messages, record.tools))
+        return ExampleTokens(record.line, (n_prompt,), assistant=0, messages=len(record.messages))
+    else:
+        encoded = [encode(tokenizer, record)]
+        n_messages = len(record.messages)
+    return ExampleTokens(
+        line=record.line,
+        lengths=tuple(len(e.input_ids) for e in encoded),
+        assistant=sum(e.n_loss_tokens for e in encoded),
+        messages=n_messages,
+        prompt=encoded[0].prompt_length,
+    )
 
 
 def dataset_stats(

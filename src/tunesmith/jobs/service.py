@@ -20,7 +20,7 @@ from tunesmith.errors import TunesmithError
 from tunesmith.models.naming import clean_suffix
 from tunesmith.store.lifecycle import Runner
 from tunesmith.train import events as ev
-from tunesmith.train.config import SFTConfig
+from tunesmith.train.config import SFTConfig, parse_config
 
 if TYPE_CHECKING:
     from tunesmith.data.readers import ReadResult
@@ -29,6 +29,13 @@ if TYPE_CHECKING:
     from tunesmith.store.jobs import JobRow
 
 TRAINABLE_PURPOSES = {"fine-tune"}
+# What kind of examples each training method reads (the data room's names for them).
+DATA_KIND = {"sft": "supervised", "dpo": "dpo", "orpo": "dpo", "kto": "kto", "grpo": "reinforcement"}
+
+
+def data_format(config: SFTConfig) -> str:
+    """An RFT line looks like a chat line: a grpo job's files are read as RFT, not guessed."""
+    return "rft" if config.method == "grpo" else "auto"
 
 
 # --- files ----------------------------------------------------------------------------------------
@@ -117,7 +124,7 @@ def check_job_files(store: Store, job: JobRow) -> Report:
     """The job's files checked with its model's tokenizer, read as their own format."""
     from tunesmith.models.loading import load_tokenizer
 
-    config = SFTConfig.model_validate(job.config)
+    config = parse_config(job.config)
     tokenizer = load_tokenizer(store.models.resolve(config.model))
     validation = job.validation_file
     return check(
@@ -128,7 +135,8 @@ def check_job_files(store: Store, job: JobRow) -> Report:
             Path(_training_file(store, validation, "validation_file").path) if validation else None
         ),
         mapping=config.mapping,
-        method="supervised",
+        fmt=data_format(config),
+        method=DATA_KIND[config.method],
         n_epochs=config.epochs,
     )
 
@@ -191,14 +199,17 @@ def submit_here(store: Store, cfg: SFTConfig, runner: Runner | None = None) -> S
             param="data",
         )
     # Each file is read once: the check and the stored copy use the same records.
-    results = [read(path, mapping=cfg.mapping) for path in filter(None, (cfg.data, cfg.validation))]
+    results = [
+        read(path, mapping=cfg.mapping, fmt=data_format(cfg))
+        for path in filter(None, (cfg.data, cfg.validation))
+    ]
     report = check(
         results[0],
         load_tokenizer(store.models.resolve(cfg.model)),
         max_length=cfg.max_length,
         validation=results[1] if len(results) > 1 else None,
         n_epochs=cfg.epochs,
-        method="supervised",
+        method=DATA_KIND[cfg.method],
     )
     report.raise_for_errors()
     stored = [store_data_file(store, result) for result in results]

@@ -49,8 +49,7 @@ class RunCallback(TrainerCallback):
         self.pending = {
             "step": state.global_step,
             "total_steps": state.max_steps,
-            "train_loss": stats.loss,
-            "train_mean_token_accuracy": stats.accuracy,
+            **{f"train_{name}": value for name, value in stats.metrics().items()},
             "epoch": round(state.epoch or 0.0, 4),
             "tokens_per_second": self.tokens / max(elapsed, 1e-9),
             # this step alone: wall time, tokens through the model, tokens scored
@@ -86,8 +85,7 @@ class RunCallback(TrainerCallback):
         self.run.last_valid_loss = stats.loss
         if self.pending is not None:
             prefix = "full_valid" if self.run.final_eval else "valid"
-            self.pending[f"{prefix}_loss"] = stats.loss
-            self.pending[f"{prefix}_mean_token_accuracy"] = stats.accuracy
+            self.pending.update({f"{prefix}_{k}": v for k, v in stats.metrics().items()})
         patience = self.run.config.early_stopping_patience
         if patience is not None and not self.run.final_eval:
             if self.best_valid is None or stats.loss < self.best_valid:

@@ -1,4 +1,6 @@
-"""The SFT run config: one pydantic model backs the CLI flags, the YAML file and the API.
+"""The run configs: one pydantic model per training method backs the CLI flags, the YAML file and
+the API. `SFTConfig` holds what every method shares; DPO, ORPO, KTO and GRPO add their own
+settings under TRL's names (`beta`, `loss_type`, ...), told apart by `method`.
 
 Precedence is defaults < YAML < flags. Every field has a default that works on a CPU laptop; the
 "auto" values are resolved in one place, `resolve`, once the data is known.
@@ -7,12 +9,21 @@ Precedence is defaults < YAML < flags. Every field has a default that works on a
 from __future__ import annotations
 
 import difflib
+import json
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tunesmith.data.stats import auto_epochs
 from tunesmith.errors import TunesmithError
@@ -20,9 +31,24 @@ from tunesmith.models.catalog import DEFAULT_MODEL
 
 Auto = Literal["auto"]
 
-# Learning rates that "auto" resolves to, per method; OpenAI's learning_rate_multiplier scales them.
-# LoRA learns at ~10x the rate of a full fine-tune of the same model (PEFT/TRL recipes use 1e-4..4e-4).
-BASE_LEARNING_RATE = {"lora": 4e-4, "full": 4e-5}
+Method = Literal["sft", "dpo", "orpo", "kto", "grpo"]
+Tuning = Literal["lora", "full"]
+# Learning rates that "auto" resolves to; OpenAI's learning_rate_multiplier scales them. LoRA
+# learns at ~10x the rate of a full fine-tune of the same model (PEFT/TRL recipes use 1e-4..4e-4).
+# Preference and RL objectives push on log-ratios that move fast: ~10x lower than SFT (TRL's DPO
+# recipes use 5e-7..5e-6 full, 5e-6..5e-5 LoRA; a tiny CPU run needs the top of that range).
+BASE_LEARNING_RATE: dict[str, dict[str, float]] = {
+    "sft": {"lora": 4e-4, "full": 4e-5},
+    "dpo": {"lora": 5e-5, "full": 5e-6},
+    "orpo": {"lora": 1e-4, "full": 1e-5},
+    "kto": {"lora": 5e-5, "full": 5e-6},
+    "grpo": {"lora": 5e-5, "full": 5e-6},
+}
+
+
+def base_learning_rate(config: SFTConfig) -> float:
+    """What learning_rate "auto" (and a multiplier of 1) means for this method and tuning."""
+    return BASE_LEARNING_RATE[config.method][config.tuning]
 
 
 class LoraSettings(BaseModel):
@@ -46,9 +72,14 @@ class LoraSettings(BaseModel):
 
 
 class SFTConfig(BaseModel):
-    """Supervised fine-tuning of one model on one chat dataset."""
+    """Supervised fine-tuning of one model on one chat dataset; the settings every method shares."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    method: Literal["sft"] = Field(
+        default="sft",
+        description="sft copies answers; dpo, orpo, kto learn from preferences; grpo from a grader.",
+    )
 
     # What to train on
     data: Path | None = Field(
@@ -62,7 +93,7 @@ class SFTConfig(BaseModel):
     suffix: str | None = Field(default=None, description="Up to 64 characters in the model name.")
 
     # How
-    method: Literal["lora", "full"] = Field(
+    tuning: Tuning = Field(
         default="lora", description="lora trains small adapters; full updates every weight."
     )
     lora: LoraSettings = Field(default_factory=LoraSettings)
@@ -71,7 +102,8 @@ class SFTConfig(BaseModel):
     )
     batch_size: int | Auto = Field(default="auto", description="Examples per optimizer step.")
     learning_rate: float | Auto = Field(
-        default="auto", description="Peak learning rate; auto: 4e-4 for lora, 4e-5 for full."
+        default="auto",
+        description="Peak learning rate; auto: per method and tuning (sft: 4e-4 lora, 4e-5 full).",
     )
     lr_scheduler: Literal["linear", "cosine", "constant"] = Field(
         default="linear", description="Learning-rate decay after warm-up."
@@ -116,6 +148,11 @@ class SFTConfig(BaseModel):
         default=False, description="QLoRA: 4-bit base weights (needs a CUDA GPU and bitsandbytes)."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _tuning_was_method(cls, values: Any) -> Any:
+        return _tuning_from_old_method(values)
+
     @field_validator("epochs", "batch_size", "eval_steps")
     @classmethod
     def _positive(cls, value: int | str) -> int | str:
@@ -129,6 +166,126 @@ class SFTConfig(BaseModel):
         if value != "auto" and not (0 < value < 1):
             raise ValueError("must be 'auto' or a number between 0 and 1 (e.g. 2e-4)")
         return value
+
+
+def _tuning_from_old_method(values: Any) -> Any:
+    """Configs written before preference tuning said `method: lora|full`; they still run."""
+    if isinstance(values, dict) and values.get("method") in ("lora", "full"):
+        values = dict(values)
+        values.setdefault("tuning", values["method"])
+        values["method"] = "sft"
+    return values
+
+
+class DPOConfig(SFTConfig):
+    """Direct preference optimisation on pairs: raise the preferred answer's log-probability
+    relative to the rejected one's, measured against the model as it was when training began."""
+
+    method: Literal["dpo"] = "dpo"  # type: ignore[assignment]
+    beta: float = Field(
+        default=0.1,
+        gt=0,
+        description="How far from the reference the model may move: higher stays closer.",
+    )
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = Field(
+        default="sigmoid", description="sigmoid: the DPO paper's; ipo and hinge: its variants."
+    )
+    label_smoothing: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=0.5,
+        description="Share of pairs assumed mislabelled (conservative DPO); sigmoid loss only.",
+    )
+
+
+class ORPOConfig(SFTConfig):
+    """Odds-ratio preference optimisation: SFT on the preferred answer plus a term that lowers
+    the odds of the rejected one. No reference model, so no reference pass."""
+
+    method: Literal["orpo"] = "orpo"  # type: ignore[assignment]
+    beta: float = Field(
+        default=0.1, gt=0, description="Weight of the odds-ratio term against the SFT loss."
+    )
+
+
+class KTOConfig(SFTConfig):
+    """Kahneman-Tversky optimisation on single answers labelled good or bad (pairs split)."""
+
+    method: Literal["kto"] = "kto"  # type: ignore[assignment]
+    beta: float = Field(
+        default=0.1, gt=0, description="How far from the reference the model may move."
+    )
+    desirable_weight: float = Field(
+        default=1.0, gt=0, description="Loss weight of good answers (raise it if they are rarer)."
+    )
+    undesirable_weight: float = Field(default=1.0, gt=0, description="Loss weight of bad answers.")
+
+
+class GRPOConfig(SFTConfig):
+    """Reinforcement fine-tuning with a grader (OpenAI's `reinforcement` method), by TRL's GRPO:
+    several answers per prompt, each scored, pushed towards the better-than-average ones."""
+
+    method: Literal["grpo"] = "grpo"  # type: ignore[assignment]
+    grader: dict[str, Any] | None = Field(
+        default=None,
+        description="OpenAI grader JSON; on the command line a .json file, or a .py file "
+        "defining grade(sample, item) -> float.",
+    )
+    num_generations: int = Field(
+        default=4, ge=2, le=64, description="Answers sampled per prompt and compared."
+    )
+    max_completion_length: int = Field(
+        default=64, ge=1, description="Longest sampled answer in tokens."
+    )
+    temperature: float = Field(default=1.0, gt=0, le=2, description="Sampling temperature.")
+    beta: float = Field(
+        default=0.0, ge=0, description="KL penalty to the reference model (0: none, TRL's default)."
+    )
+
+    @field_validator("grader", mode="before")
+    @classmethod
+    def _grader_file(cls, value: Any) -> Any:
+        return load_grader_file(value) if isinstance(value, str | Path) else value
+
+
+METHOD_CONFIGS: dict[str, type[SFTConfig]] = {
+    "sft": SFTConfig,
+    "dpo": DPOConfig,
+    "orpo": ORPOConfig,
+    "kto": KTOConfig,
+    "grpo": GRPOConfig,
+}
+TrainConfig = Annotated[
+    SFTConfig | DPOConfig | ORPOConfig | KTOConfig | GRPOConfig, Field(discriminator="method")
+]
+_TRAIN_CONFIG: TypeAdapter[SFTConfig] = TypeAdapter(TrainConfig)
+
+
+def parse_config(values: dict[str, Any]) -> SFTConfig:
+    """The config of the method `values` names (sft when none); raises pydantic's error."""
+    values = _tuning_from_old_method(values)
+    if isinstance(values, dict) and "method" not in values:
+        values = {**values, "method": "sft"}
+    return _TRAIN_CONFIG.validate_python(values)
+
+
+def load_grader_file(path: str | Path) -> dict[str, Any]:
+    """A grader from a file: OpenAI grader JSON, or a Python file defining `grade(sample, item)`
+    (made into OpenAI's python grader, so the job carries its code and not a path)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the grader file {path}: {exc}") from None
+    if path.suffix == ".py":
+        return {"type": "python", "name": path.stem, "source": text}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: a grader is a JSON object with a 'type'")
+    return value
 
 
 def _flatten(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
@@ -145,12 +302,29 @@ def _flatten(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
 
 def config_error(exc: ValidationError, source: str) -> TunesmithError:
     """One readable paragraph from pydantic's errors: the field, the value, what is allowed."""
-    known = list(_flatten(SFTConfig))
-    parts = []
+    known: dict[str, list[str]] = {}  # key -> the methods that have it
+    for name, model in METHOD_CONFIGS.items():
+        for key in _flatten(model):
+            known.setdefault(key, []).append(name)
+    parts, params = [], []
     for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("int", "literal")))
-        if err["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(field, known, n=1, cutoff=0.5)
+        loc = [str(p) for p in err["loc"] if not str(p).startswith(("int", "literal"))]
+        method = loc.pop(0) if loc and loc[0] in METHOD_CONFIGS else "sft"  # the union's tag
+        field = ".".join(loc)
+        params.append(loc[0] if loc else "method")
+        if err["type"] == "union_tag_invalid":
+            parts.append(
+                f"method={err['input'].get('method')!r} is not a method; the methods are "
+                f"{', '.join(METHOD_CONFIGS)}."
+            )
+        elif err["type"] == "extra_forbidden" and field in known:
+            owners = ", ".join(known[field])
+            parts.append(
+                f"{field!r} is a setting of {owners}, not of {method}; choose the method with "
+                f"--method {known[field][0]} (method: {known[field][0]} in YAML)."
+            )
+        elif err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(field, list(known), n=1, cutoff=0.5)
             tip = f" Did you mean {close[0]!r}?" if close else ""
             parts.append(f"{field!r} is not a setting.{tip}")
         else:
@@ -158,7 +332,7 @@ def config_error(exc: ValidationError, source: str) -> TunesmithError:
     return TunesmithError(
         f"Invalid training config ({source}): " + " ".join(dict.fromkeys(parts)),
         "`tunesmith train --help` lists every setting with its allowed values.",
-        param=exc.errors()[0]["loc"][0] if exc.errors() else None,
+        param=params[0] if params else None,
     )
 
 
@@ -191,13 +365,13 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
         if loaded is not None and not isinstance(loaded, dict):
             raise TunesmithError(f"{path}: the config must be a mapping of settings.")
         values = loaded or {}
-        # Relative data paths in a YAML file are relative to the file, not to the shell.
-        for key in ("data", "validation"):
+        # Relative paths in a YAML file are relative to the file, not to the shell.
+        for key in ("data", "validation", "grader"):
             if isinstance(values.get(key), str) and not Path(values[key]).is_absolute():
                 values[key] = str(Path(path).parent / values[key])
     values = _merge(values, overrides or {})
     try:
-        return SFTConfig.model_validate(values)
+        return parse_config(values)
     except ValidationError as exc:
         raise config_error(exc, source) from None
 
@@ -236,11 +410,7 @@ def resolve(config: SFTConfig, n_examples: int) -> Resolved:
     epochs = auto_epochs(n_examples) if config.epochs == "auto" else config.epochs
     batch = auto_batch_size(n_examples) if config.batch_size == "auto" else config.batch_size
     batch = min(batch, n_examples)
-    rate = (
-        BASE_LEARNING_RATE[config.method]
-        if config.learning_rate == "auto"
-        else config.learning_rate
-    )
+    rate = base_learning_rate(config) if config.learning_rate == "auto" else config.learning_rate
     steps_per_epoch = math.ceil(n_examples / batch)
     total = steps_per_epoch * epochs
     evals = max(1, total // 10) if config.eval_steps == "auto" else config.eval_steps

@@ -20,7 +20,7 @@ def lora_config(config: SFTConfig) -> LoraConfig | None:
     """PEFT's LoraConfig for a LoRA run, None for a full fine-tune."""
     from peft import LoraConfig
 
-    if config.method != "lora":
+    if config.tuning != "lora":
         return None
     lora = config.lora
     return LoraConfig(
@@ -32,6 +32,31 @@ def lora_config(config: SFTConfig) -> LoraConfig | None:
     )
 
 
+def trainer_args(
+    config: SFTConfig, resolved: Resolved, run_dir: Path, device: str, precision: str
+) -> dict:
+    """The Trainer settings every method's TRL config shares."""
+    return {
+        "output_dir": str(run_dir / "checkpoints"),
+        "num_train_epochs": resolved.epochs,
+        "learning_rate": resolved.learning_rate,
+        "lr_scheduler_type": config.lr_scheduler,
+        "warmup_steps": round(config.warmup_ratio * resolved.total_steps),
+        "weight_decay": config.weight_decay,
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "logging_steps": 1,
+        "save_strategy": "epoch",
+        "bf16": precision == "bf16",
+        "use_cpu": device == "cpu",
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "report_to": [],
+        "disable_tqdm": True,
+        "remove_unused_columns": False,
+        "dataloader_num_workers": 0,
+    }
+
+
 def trl_args(
     config: SFTConfig,
     resolved: Resolved,
@@ -40,33 +65,18 @@ def trl_args(
     precision: str,
     has_eval: bool,
 ) -> trl.SFTConfig:
-    """TRL's SFTConfig for this run. The data arrives tokenized, so TRL's preparation is skipped."""
+    """TRL's SFTConfig for this run (preference runs too: their trainer is transformers' own and
+    reads only its fields). The data arrives tokenized, so TRL's preparation is skipped."""
     import trl
 
     return trl.SFTConfig(
-        output_dir=str(run_dir / "checkpoints"),
-        num_train_epochs=resolved.epochs,
+        **trainer_args(config, resolved, run_dir, device, precision),
         per_device_train_batch_size=resolved.batch_size,
         per_device_eval_batch_size=resolved.batch_size,
-        learning_rate=resolved.learning_rate,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=round(config.warmup_ratio * resolved.total_steps),
-        weight_decay=config.weight_decay,
-        seed=config.seed,
-        data_seed=config.seed,
-        logging_steps=1,
-        save_strategy="epoch",
         eval_strategy="steps" if has_eval else "no",
         eval_steps=resolved.eval_steps if has_eval else None,
-        bf16=precision == "bf16",
-        use_cpu=device == "cpu",
-        gradient_checkpointing=config.gradient_checkpointing,
-        report_to=[],
-        disable_tqdm=True,
         max_length=config.max_length,
-        remove_unused_columns=False,
         dataset_kwargs={"skip_prepare_dataset": True},
-        dataloader_num_workers=0,
     )
 
 
@@ -85,7 +95,7 @@ def build_model(config: SFTConfig, base: ModelSpec) -> tuple[PreTrainedModel, st
 
     device = pick_device(config.device)
     precision = pick_precision(config.precision, device)
-    frozen_bf16 = config.method == "lora" and precision == "bf16"
+    frozen_bf16 = config.tuning == "lora" and precision == "bf16"
     kwargs: dict = {"dtype": torch.bfloat16 if frozen_bf16 else torch.float32}
     if config.packing and device == "cpu":
         # Each packed example attends only to itself, block by block. On a GPU the fused SDPA
@@ -105,12 +115,12 @@ def build_model(config: SFTConfig, base: ModelSpec) -> tuple[PreTrainedModel, st
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(
-            model, str(base.adapter), is_trainable=config.method == "lora"
+            model, str(base.adapter), is_trainable=config.tuning == "lora"
         )
-        if config.method == "full":
+        if config.tuning == "full":
             model = model.merge_and_unload()
         return model, device, precision
-    if config.method == "lora":
+    if config.tuning == "lora":
         from peft import get_peft_model
 
         model = get_peft_model(model, lora_config(config))
@@ -120,9 +130,9 @@ def build_model(config: SFTConfig, base: ModelSpec) -> tuple[PreTrainedModel, st
 def _quantized(device: str, config: SFTConfig) -> dict:
     import torch
 
-    if device != "cuda" or config.method != "lora":
+    if device != "cuda" or config.tuning != "lora":
         raise TunesmithError(
-            "load_in_4bit (QLoRA) needs method lora on a CUDA GPU.",
+            "load_in_4bit (QLoRA) needs tuning lora on a CUDA GPU.",
             "Drop --load-in-4bit on this machine; LoRA in bf16 trains the same adapters.",
             param="load_in_4bit",
         )

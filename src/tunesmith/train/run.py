@@ -1,7 +1,9 @@
-"""One supervised fine-tuning run, top to bottom: job → data → model → trainer → train → register.
+"""One fine-tuning run, top to bottom: job → data → model → trainer → train → register.
 
 `run` is what `tunesmith train` calls in the foreground and what a worker calls in a child process.
-Everything it does lands in the store, so every door sees the same job.
+Everything it does lands in the store, so every door sees the same job. The method (SFT; DPO,
+ORPO or KTO; GRPO) decides only how the data is encoded and which trainer runs it
+(`train/preference.py`, `train/grpo.py`); the lifecycle around them is one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from tunesmith.errors import TunesmithError, out_of_space
 from tunesmith.models.naming import checkpoint_name, fine_tuned_name
 from tunesmith.models.spec import ModelSpec
 from tunesmith.train import events as ev
-from tunesmith.train.config import SFTConfig, resolve
+from tunesmith.train.config import SFTConfig, base_learning_rate, parse_config, resolve
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -82,7 +84,7 @@ class RunContext:
 
     def trained_spec(self, name: str, folder: Path, kind: str) -> ModelSpec:
         owner = self.store.settings.org
-        if self.config.method == "lora":
+        if self.config.tuning == "lora":
             return ModelSpec(
                 name=name,
                 kind=kind,
@@ -153,7 +155,7 @@ def _run(
 ) -> JobRow:
     from tunesmith.models.loading import load_tokenizer
 
-    config = SFTConfig.model_validate(job.config)
+    config = parse_config(job.config)
     run_dir = Path(job.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -165,7 +167,7 @@ def _run(
     tokenizer = load_tokenizer(base)
     data = _data(job, store, config, tokenizer)
     resolved = resolve(config, len(data.train))
-    billed = resolved.epochs * sum(len(ids) for ids in data.train["input_ids"])
+    billed = resolved.epochs * data.tokens
     method = dict(job.method)
     method[method["type"]] = {"hyperparameters": _hyperparameters(config, resolved)}
     job = store.jobs.update(job.id, method=method, data_hash=data.sha256)
@@ -187,7 +189,7 @@ def _run(
         stop_requested=stop_requested,
         full_eval_dataset=data.full_eval,
     )
-    trainer, callback = _trainer(ctx, tokenizer, data.train, data.periodic_eval)
+    trainer, callback = _trainer(ctx, tokenizer, data)
 
     # 3. Train. A stop request ends the loop at a step boundary, after saving a checkpoint.
     try:
@@ -221,12 +223,13 @@ def _run(
 
 @dataclass
 class RunData:
-    """The job's data, tokenized with the model's template."""
+    """The job's data, encoded for its method with the model's template."""
 
     train: Dataset
     periodic_eval: Dataset | None  # a fixed sample, for validation every N steps
     full_eval: Dataset | None  # all of it, for the last step
     sha256: str  # of the training file: a resumed run must see the same data
+    tokens: int  # in one pass over the training data (what a job is billed per epoch)
 
 
 def _data(job: JobRow, store: Store, config: SFTConfig, tokenizer) -> RunData:
@@ -240,37 +243,63 @@ def _data(job: JobRow, store: Store, config: SFTConfig, tokenizer) -> RunData:
             "A resumed run must see the same data; start a new job for new data.",
             param="training_file",
         )
-    records = read(train_path, mapping=config.mapping).records
-    train = _dataset([encode(tokenizer, r, config.max_length) for r in records])
-    periodic, full = None, None
+    fmt = "rft" if config.method == "grpo" else "auto"  # as jobs.service.data_format reads it
+    train = _encoded(read(train_path, mapping=config.mapping, fmt=fmt).records, config, tokenizer)
+    full = None
     if job.validation_file:
         valid_path = Path(store.files.get(job.validation_file).path)
-        valid = read(valid_path, mapping=config.mapping).records
-        full = _dataset([encode(tokenizer, r, config.max_length) for r in valid])
-        sample = min(PERIODIC_EVAL_EXAMPLES, len(full))
-        periodic = full.shuffle(seed=config.seed).select(range(sample))
-    return RunData(train, periodic, full, sha256)
+        valid = read(valid_path, mapping=config.mapping, fmt=fmt).records
+        full = _encoded(valid, config, tokenizer)
+    return RunData(train, periodic_sample(full, config.seed), full, sha256, _tokens(train))
+
+
+def _encoded(records: list, config: SFTConfig, tokenizer) -> Dataset:
+    """Records as the method's trainer takes them."""
+    from datasets import Dataset
+
+    from tunesmith.data import preference
+    from tunesmith.data.preference_formats import to_kto
+    from tunesmith.train import grpo
+    from tunesmith.train import preference as pref
+
+    n = config.max_length
+    if config.method == "sft":
+        encoded = [encode(tokenizer, r, n) for r in records]
+        return Dataset.from_dict(
+            {"input_ids": [e.input_ids for e in encoded], "labels": [e.labels for e in encoded]}
+        )
+    if config.method == "grpo":
+        return grpo.prompt_dataset(records, tokenizer)
+    if config.method == "kto":
+        examples = to_kto(records)
+        encoded = [preference.encode_answer(tokenizer, e.input, e.output, n) for e in examples]
+        return pref.unit_dataset(pref.kto_examples(encoded, [e.label for e in examples]))
+    pairs = [preference.encode_pair(tokenizer, r, n) for r in records]
+    return pref.unit_dataset(pref.pair_examples(pairs))
+
+
+def _tokens(dataset: Dataset) -> int:
+    if "input_ids" in dataset.column_names:
+        return sum(len(ids) for ids in dataset["input_ids"])
+    if "ids" in dataset.column_names:
+        return sum(len(seq) for unit in dataset["ids"] for seq in unit)
+    return 0  # prompts to sample from: tokens are counted as they are generated
+
+
+def periodic_sample(full: Dataset | None, seed: int) -> Dataset | None:
+    """The fixed sample of the validation set that the validation every N steps uses."""
+    if full is None:
+        return None
+    return full.shuffle(seed=seed).select(range(min(PERIODIC_EVAL_EXAMPLES, len(full))))
 
 
 def _hyperparameters(config: SFTConfig, resolved: Resolved) -> dict[str, Any]:
-    from tunesmith.train.config import BASE_LEARNING_RATE
-
     return {
         "n_epochs": resolved.epochs,
         "batch_size": resolved.batch_size,
-        "learning_rate_multiplier": round(
-            resolved.learning_rate / BASE_LEARNING_RATE[config.method], 6
-        ),
+        "learning_rate_multiplier": round(resolved.learning_rate / base_learning_rate(config), 6),
         "learning_rate": resolved.learning_rate,
     }
-
-
-def _dataset(encoded: list) -> Dataset:
-    from datasets import Dataset
-
-    return Dataset.from_dict(
-        {"input_ids": [e.input_ids for e in encoded], "labels": [e.labels for e in encoded]}
-    )
 
 
 def _stopped(ctx: RunContext, reason: str, step: int) -> JobRow:
@@ -312,33 +341,95 @@ def _write_results(ctx: RunContext) -> str:
     return ctx.store.files.add_path(csv_path, "fine-tune-results", "step_metrics.csv").id
 
 
-def _trainer(ctx: RunContext, tokenizer, train_set: Dataset, eval_set: Dataset | None):
-    from tunesmith.data.packing import PackedCollator, PaddedCollator
+def _trainer(ctx: RunContext, tokenizer, data: RunData):
+    """The method's trainer, with the run's callback and no stdout printing."""
+    from transformers import PrinterCallback, ProgressCallback
+
     from tunesmith.train.callbacks import RunCallback
     from tunesmith.train.model import build_model, trl_args
+
+    method = ctx.config.method
+    # GRPO samples from left-padded prompts: the packed-rows attention has no mask for those.
+    packing = ctx.config.packing and method != "grpo"
+    model, device, precision = build_model(
+        ctx.config.model_copy(update={"packing": packing}), ctx.base
+    )
+    callback = RunCallback(ctx)
+    if method == "grpo":
+        from tunesmith.train import grpo
+
+        trainer = grpo.trainer(ctx, model, tokenizer, data.train, device, precision, callback)
+    else:
+        args = trl_args(
+            ctx.config, ctx.resolved, ctx.run_dir, device, precision, data.periodic_eval is not None
+        )
+        if method == "sft":
+            trainer = _sft_trainer(ctx, model, tokenizer, data, args, callback)
+        else:
+            trainer = _preference_trainer(ctx, model, tokenizer, data, args, callback)
+    # The default printer would write dicts to stdout; progress goes through events instead.
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    callback.trainer = trainer
+    return trainer, callback
+
+
+def _sft_trainer(ctx: RunContext, model, tokenizer, data: RunData, args, callback):
+    from tunesmith.data.packing import PackedCollator, PaddedCollator
     from tunesmith.train.trainer import TunesmithSFTTrainer
 
-    model, device, precision = build_model(ctx.config, ctx.base)
-    args = trl_args(ctx.config, ctx.resolved, ctx.run_dir, device, precision, eval_set is not None)
     collator = (
         PackedCollator(tokenizer.pad_token_id, ctx.config.pack_row_tokens)
         if ctx.config.packing
         else PaddedCollator(tokenizer.pad_token_id)
     )
-    callback = RunCallback(ctx)
-    trainer = TunesmithSFTTrainer(
+    return TunesmithSFTTrainer(
         model=model,
         args=args,
         data_collator=collator,
-        train_dataset=train_set,
-        eval_dataset=eval_set,
+        train_dataset=data.train,
+        eval_dataset=data.periodic_eval,
         processing_class=tokenizer,
         callbacks=[callback],
     )
-    # The default printer would write dicts to stdout; progress goes through events instead.
-    from transformers import PrinterCallback, ProgressCallback
 
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
-    callback.trainer = trainer
-    return trainer, callback
+
+def _preference_trainer(ctx: RunContext, model, tokenizer, data: RunData, args, callback):
+    """DPO, ORPO or KTO. The reference log-probabilities are computed (or read from the run
+    folder) before the first step, by the model as it starts."""
+    from tunesmith.train import preference as pref
+
+    config = ctx.config
+    objective = pref.objective_for(config)
+    collator = pref.UnitCollator(tokenizer.pad_token_id, config.pack_row_tokens)
+    train, full = data.train, data.full_eval
+    if objective.needs_reference:
+        if args.device.type != "cpu" and not config.load_in_4bit:
+            model.to(args.device)
+        sets = {"train": train} | ({"valid": full} if full is not None else {})
+        logps = pref.reference_logps(
+            model,
+            sets,
+            collator,
+            batch_size=ctx.resolved.batch_size,
+            device=args.device.type,
+            precision="bf16" if args.bf16 else "fp32",
+            fresh_adapter=config.tuning == "lora" and ctx.base.adapter is None,
+            cache=ctx.run_dir / pref.REFERENCE_FILE,
+            key=f"{ctx.job.id}:{ctx.job.data_hash}:{ctx.base.name}:{config.max_length}",
+        )
+        ctx.store.events.add(ctx.job.id, ev.REFERENCE_READY.format(n=len(logps["train"])))
+        train = train.add_column("ref", logps["train"])
+        if full is not None:
+            full = full.add_column("ref", logps["valid"])
+    ctx.full_eval_dataset = full
+    return pref.PreferenceTrainer(
+        model=model,
+        args=args,
+        data_collator=collator,
+        train_dataset=train,
+        eval_dataset=periodic_sample(full, config.seed),
+        processing_class=tokenizer,
+        callbacks=[callback],
+        objective=objective,
+    )

@@ -29,6 +29,10 @@ class StepStats:
     def accuracy(self) -> float:
         return self.correct / max(self.tokens, 1)
 
+    def metrics(self) -> dict[str, float]:
+        """The step's numbers under OpenAI's names (each gets a train_ or valid_ prefix)."""
+        return {"loss": self.loss, "mean_token_accuracy": self.accuracy}
+
 
 def scored_positions(labels: torch.Tensor) -> torch.Tensor:
     """Sequence positions whose next token carries a label, across the batch: `[k]`."""

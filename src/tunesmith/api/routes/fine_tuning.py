@@ -22,7 +22,7 @@ from tunesmith.api.protocol.fine_tuning import (
 from tunesmith.errors import NotFoundError, TunesmithError
 from tunesmith.jobs import control
 from tunesmith.jobs.service import create_job
-from tunesmith.train.config import BASE_LEARNING_RATE, SFTConfig, config_error
+from tunesmith.train.config import SFTConfig, base_learning_rate, config_error, parse_config
 
 router = APIRouter(tags=["fine-tuning"])
 
@@ -78,7 +78,7 @@ def _validated(values: dict[str, Any], given: dict[str, Any]) -> SFTConfig:
     """Validate like `load_config` does, naming the key; the param points at the request field
     the bad value came from (`config.lora.r`, or `suffix`)."""
     try:
-        return SFTConfig.model_validate(values)
+        return parse_config(values)
     except ValidationError as exc:
         error = config_error(exc, "request field `config`")
         loc = [str(p) for p in exc.errors()[0]["loc"] if not str(p).startswith(_UNION_ARMS)]
@@ -91,7 +91,7 @@ def to_sft_config(body: CreateFineTuningJob, hp: Hyperparameters) -> SFTConfig:
     """OpenAI's fields, plus the `config` extension, as one validated SFTConfig.
 
     n_epochs → epochs, batch_size → batch_size, learning_rate_multiplier → learning_rate =
-    multiplier × BASE_LEARNING_RATE[method]. A setting given both ways must agree.
+    multiplier × base_learning_rate(config). A setting given both ways must agree.
     """
     extra = dict(body.config or {})
     for key in _NOT_THROUGH_API:
@@ -120,11 +120,12 @@ def to_sft_config(body: CreateFineTuningJob, hp: Hyperparameters) -> SFTConfig:
         return config
     if "learning_rate" in extra:
         raise _conflict("learning_rate", extra["learning_rate"], multiplier)
-    rate = multiplier * BASE_LEARNING_RATE[config.method]
+    base = base_learning_rate(config)
+    rate = multiplier * base
     if rate >= 1:
         raise TunesmithError(
             f"learning_rate_multiplier={multiplier} gives a learning rate of {rate:g} "
-            f"({multiplier} × {BASE_LEARNING_RATE[config.method]:g} for {config.method}); it "
+            f"({multiplier} × {base:g} for {config.method} {config.tuning}); it "
             "must stay below 1.",
             "Multipliers between 0.1 and 10 are the useful range.",
             param=_FROM_REQUEST["learning_rate"],
@@ -145,7 +146,7 @@ def stored_method(config: SFTConfig, hp: Hyperparameters) -> dict:
     run fills in the resolved numbers when training starts)."""
     multiplier = hp.learning_rate_multiplier
     if multiplier == "auto" and config.learning_rate != "auto":  # given as config.learning_rate
-        multiplier = round(config.learning_rate / BASE_LEARNING_RATE[config.method], 6)
+        multiplier = round(config.learning_rate / base_learning_rate(config), 6)
     return {
         "type": "supervised",
         "supervised": {

@@ -1,0 +1,209 @@
+"""Reinforcement fine-tuning with a grader (OpenAI's `reinforcement` method), by TRL's GRPO.
+
+Each step samples `num_generations` answers to each of `batch_size` prompts, scores every answer
+with the job's grader (OpenAI's grader JSON, python graders in their sandbox), and pushes the
+model towards the answers that scored above their group's mean. The lifecycle is SFT's: the same
+callback writes the step's numbers (mean and std of the reward, each sub-grader's reward for a
+`multi` grader, answer length, KL when beta > 0) as events and curves, and saves checkpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from trl import GRPOTrainer
+
+from tunesmith.train import events as ev
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from tunesmith.train.run import RunContext
+
+# TRL's metric names -> tunesmith's (each gets a train_ prefix)
+METRICS = {
+    "reward": "reward",
+    "reward_std": "reward_std",
+    "completions/mean_length": "completion_length",
+    "kl": "kl",
+    "entropy": "entropy",
+}
+
+
+def prompt_dataset(records: list, tokenizer) -> Dataset:
+    """Prompts rendered with the model's own template (tools too), and each line's other
+    fields as the item its grader reads (JSON text: items differ in shape from line to line)."""
+    from datasets import Dataset
+
+    from tunesmith.data.render import prompt_text
+
+    return Dataset.from_dict(
+        {
+            "prompt": [prompt_text(tokenizer, r.messages, r.tools) for r in records],
+            "item": [json.dumps(r.item) for r in records],
+        }
+    )
+
+
+def sample_of(text: str) -> dict[str, Any]:
+    """An answer as OpenAI's graders see it: output_text, and output_json where it parses."""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    return {"output_text": text, "output_json": parsed if isinstance(parsed, dict) else None}
+
+
+class GraderReward:
+    """The job's grader as a TRL reward function. A sample whose grading fails scores 0 (the
+    grader's own rule) and the failure becomes a warning event, once per step and kind."""
+
+    def __init__(self, ctx: RunContext, grader: Any) -> None:
+        from tunesmith.graders.spec import parse_grader
+
+        self.ctx = ctx
+        self.grader = parse_grader(grader)
+        self.__name__ = getattr(self.grader, "name", None) or self.grader.type
+        self.judge = None
+        if _has_model_grader(grader):
+            from tunesmith.graders.model import engine_judge
+            from tunesmith.infer.engine import Engine
+
+            self.judge = engine_judge(Engine(max_batch=8), ctx.store.models.resolve)
+
+    def __call__(self, prompts, completions, item, log_metric=None, **kwargs) -> list[float]:
+        from tunesmith.graders.run import grade_batch
+
+        results = grade_batch(
+            self.grader,
+            [sample_of(c) for c in completions],
+            [json.loads(i) for i in item],
+            judge=self.judge,
+        )
+        subs: dict[str, list[float]] = defaultdict(list)
+        failures: dict[str, int] = defaultdict(int)
+        for result in results:
+            for name, value in (result.sub_rewards or {}).items():
+                subs[name].append(value)
+            if result.error:
+                failures[result.error] += 1
+        if log_metric is not None:
+            for name, values in subs.items():
+                log_metric(f"rewards/{name}", sum(values) / len(values))
+        for reason, count in failures.items():
+            self.ctx.store.events.add(
+                self.ctx.job.id,
+                ev.GRADER_FAILED.format(n=count, total=len(results), reason=reason),
+                level="warn",
+            )
+        return [r.reward for r in results]
+
+
+def _has_model_grader(grader: Any) -> bool:
+    if not isinstance(grader, dict):
+        return False
+    if grader.get("type") in ("score_model", "label_model"):
+        return True
+    return any(_has_model_grader(g) for g in (grader.get("graders") or {}).values())
+
+
+@dataclass
+class GRPOStats:
+    """One step's numbers: TRL's metrics of the step, the loss, and the tokens seen."""
+
+    metrics_: dict[str, float] = field(default_factory=dict)
+    loss_sum: float = 0.0
+    losses: int = 0
+    tokens: int = 0
+    seen_tokens: int = 0
+
+    def metrics(self) -> dict[str, float]:
+        return {"loss": self.loss, **self.metrics_}
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(self.losses, 1)
+
+    @property
+    def accuracy(self) -> float:
+        return self.metrics_.get("reward", math.nan)
+
+
+class TunesmithGRPOTrainer(GRPOTrainer):
+    """TRL's GRPOTrainer, reporting each step's numbers to the run's callback."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.step_stats = GRPOStats()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        stats = self.step_stats
+        stats.loss_sum += float(loss.detach())
+        stats.losses += 1
+        answer = int(inputs["completion_mask"].sum())
+        stats.tokens += answer
+        stats.seen_tokens += answer + int(inputs["prompt_mask"].sum())
+        return loss
+
+    def take_train_stats(self) -> GRPOStats:
+        """The step's numbers. TRL averages its metric lists when it logs, after this."""
+        stats, self.step_stats = self.step_stats, GRPOStats()
+        logged = self._metrics["train"]
+        for trl_name, name in METRICS.items():
+            values = [v for v in logged.get(trl_name, []) if not math.isnan(v)]
+            if values:
+                stats.metrics_[name] = sum(values) / len(values)
+        for trl_name, values in logged.items():
+            if trl_name.startswith("rewards/") and values and "/" not in trl_name[8:]:
+                stats.metrics_[f"reward_{trl_name[8:]}"] = sum(values) / len(values)
+        return stats
+
+    def take_eval_stats(self) -> GRPOStats:
+        return GRPOStats()
+
+
+def trainer(
+    ctx: RunContext, model, tokenizer, train: Dataset, device: str, precision: str, callback
+) -> TunesmithGRPOTrainer:
+    import trl
+
+    from tunesmith.train.model import trainer_args
+
+    config, resolved = ctx.config, ctx.resolved
+    if config.grader is None:
+        from tunesmith.errors import TunesmithError
+
+        raise TunesmithError(
+            "GRPO needs a grader to score the answers.",
+            "Pass --grader grader.json (OpenAI grader JSON) or --grader grader.py (a file "
+            "defining grade(sample, item) -> float).",
+            param="grader",
+        )
+    args = trl.GRPOConfig(
+        **trainer_args(config, resolved, ctx.run_dir, device, precision),
+        # TRL counts answers per step; tunesmith's batch_size counts prompts, as OpenAI's does.
+        per_device_train_batch_size=resolved.batch_size * config.num_generations,
+        num_generations=config.num_generations,
+        max_completion_length=config.max_completion_length,
+        temperature=config.temperature,
+        beta=config.beta,
+        eval_strategy="no",
+        log_completions=False,
+        generation_kwargs={"use_cache": True},
+    )
+    sampler = copy.deepcopy(tokenizer)
+    sampler.padding_side = "left"  # TRL generates from left-padded prompts
+    return TunesmithGRPOTrainer(
+        model=model,
+        reward_funcs=[GraderReward(ctx, config.grader)],
+        args=args,
+        train_dataset=train,
+        processing_class=sampler,
+        callbacks=[callback],
+    )
