@@ -316,4 +316,6 @@ def test_a_grader_file_is_read_into_the_config(tmp_path):
 
 def test_auto_learning_rates_are_lower_for_preference_methods():
     assert resolve(load_config(None, {"method": "dpo"}), 100).learning_rate == 5e-5
-    assert resolve(load_config(None, {"method": "dpo", "tuning": "full"}), 100).learning_rate == 5e-6
+    assert (
+        resolve(load_config(None, {"method": "dpo", "tuning": "full"}), 100).learning_rate == 5e-6
+    )

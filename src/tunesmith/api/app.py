@@ -62,11 +62,12 @@ def create_app(
         exports,
         files,
         fine_tuning,
+        graders,
         models,
     )
 
     v1 = APIRouter(prefix="/v1")
-    for module in (files, fine_tuning, models, chat, completions, comparisons, exports):
+    for module in (files, fine_tuning, graders, models, chat, completions, comparisons, exports):
         v1.include_router(module.router)
     app.include_router(v1)
     return app

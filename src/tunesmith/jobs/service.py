@@ -30,7 +30,13 @@ if TYPE_CHECKING:
 
 TRAINABLE_PURPOSES = {"fine-tune"}
 # What kind of examples each training method reads (the data room's names for them).
-DATA_KIND = {"sft": "supervised", "dpo": "dpo", "orpo": "dpo", "kto": "kto", "grpo": "reinforcement"}
+DATA_KIND = {
+    "sft": "supervised",
+    "dpo": "dpo",
+    "orpo": "dpo",
+    "kto": "kto",
+    "grpo": "reinforcement",
+}
 
 
 def data_format(config: SFTConfig) -> str:

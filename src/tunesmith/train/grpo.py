@@ -50,45 +50,37 @@ def prompt_dataset(records: list, tokenizer) -> Dataset:
     )
 
 
-def sample_of(text: str) -> dict[str, Any]:
-    """An answer as OpenAI's graders see it: output_text, and output_json where it parses."""
-    try:
-        parsed = json.loads(text)
-    except ValueError:
-        parsed = None
-    return {"output_text": text, "output_json": parsed if isinstance(parsed, dict) else None}
-
-
 class GraderReward:
     """The job's grader as a TRL reward function. A sample whose grading fails scores 0 (the
-    grader's own rule) and the failure becomes a warning event, once per step and kind."""
+    grader's own rule) and the failure becomes a warning event, once per step and kind. One
+    `Grading` lives for the run, so a python grader keeps one sandbox worker throughout."""
 
     def __init__(self, ctx: RunContext, grader: Any) -> None:
+        from tunesmith.graders.run import Grading
         from tunesmith.graders.spec import parse_grader
 
         self.ctx = ctx
-        self.grader = parse_grader(grader)
-        self.__name__ = getattr(self.grader, "name", None) or self.grader.type
-        self.judge = None
+        parsed = parse_grader(grader)
+        self.__name__ = parsed.name or parsed.type
+        judge = None
         if _has_model_grader(grader):
             from tunesmith.graders.model import engine_judge
             from tunesmith.infer.engine import Engine
 
-            self.judge = engine_judge(Engine(max_batch=8), ctx.store.models.resolve)
+            judge = engine_judge(Engine(max_batch=8), ctx.store.models.resolve)
+        self.grading = Grading(parsed, judge=judge)
 
     def __call__(self, prompts, completions, item, log_metric=None, **kwargs) -> list[float]:
-        from tunesmith.graders.run import grade_batch
+        from tunesmith.graders.run import make_sample
 
-        results = grade_batch(
-            self.grader,
-            [sample_of(c) for c in completions],
-            [json.loads(i) for i in item],
-            judge=self.judge,
-        )
+        results = [
+            self.grading.grade(make_sample(text), json.loads(fields))
+            for text, fields in zip(completions, item, strict=True)
+        ]
         subs: dict[str, list[float]] = defaultdict(list)
         failures: dict[str, int] = defaultdict(int)
         for result in results:
-            for name, value in (result.sub_rewards or {}).items():
+            for name, value in result.sub_rewards.items():
                 subs[name].append(value)
             if result.error:
                 failures[result.error] += 1
@@ -102,6 +94,9 @@ class GraderReward:
                 level="warn",
             )
         return [r.reward for r in results]
+
+    def close(self) -> None:
+        self.grading.close()
 
 
 def _has_model_grader(grader: Any) -> bool:
@@ -166,6 +161,14 @@ class TunesmithGRPOTrainer(GRPOTrainer):
 
     def take_eval_stats(self) -> GRPOStats:
         return GRPOStats()
+
+    def train(self, *args, **kwargs):
+        try:
+            return super().train(*args, **kwargs)
+        finally:  # sandbox workers and judge engines end with the run
+            for reward in self.reward_funcs:
+                if isinstance(reward, GraderReward):
+                    reward.close()
 
 
 def trainer(

@@ -343,11 +343,14 @@ def _write_results(ctx: RunContext) -> str:
 
 def _trainer(ctx: RunContext, tokenizer, data: RunData):
     """The method's trainer, with the run's callback and no stdout printing."""
-    from transformers import PrinterCallback, ProgressCallback
+    from transformers import PrinterCallback, ProgressCallback, set_seed
 
     from tunesmith.train.callbacks import RunCallback
     from tunesmith.train.model import build_model, trl_args
 
+    # The seed decides the adapter's initial weights too, so it is set before the model is
+    # built (the Trainer seeds only its own loop): a job re-run with its seed trains the same.
+    set_seed(ctx.config.seed)
     method = ctx.config.method
     # GRPO samples from left-padded prompts: the packed-rows attention has no mask for those.
     packing = ctx.config.packing and method != "grpo"

@@ -1,0 +1,1 @@
+"""OpenAI-style graders: specs, templates, metrics, the python sandbox, model judges."""
