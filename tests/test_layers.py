@@ -16,7 +16,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "infer": {"models", "data"},
     "graders": {"models", "data", "infer"},
     "export": {"models", "data"},
-    "jobs": {"models", "data", "store", "train", "export"},
+    "jobs": {"models", "data", "store", "train", "export", "graders"},
     "evals": {"models", "data", "store", "train", "infer", "jobs", "export", "graders"},
     "api": {"models", "data", "store", "train", "infer", "jobs", "evals", "export", "graders"},
     "cli": {

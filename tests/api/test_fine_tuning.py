@@ -11,9 +11,9 @@ import pytest
 
 from tunesmith.api.protocol.fine_tuning import CreateFineTuningJob, Hyperparameters
 from tunesmith.api.routes.fine_tuning import (
+    method_hyperparameters,
     stored_method,
-    supervised_hyperparameters,
-    to_sft_config,
+    to_config,
 )
 from tunesmith.errors import TunesmithError
 from tunesmith.store import open_store
@@ -118,7 +118,9 @@ def test_seed_metadata_and_hyperparameters_are_kept(sdk, train_id, tunesmith_hom
     store = open_store()
     config = store.jobs.get(job.id).config
     store.close()
-    assert (config["epochs"], config["method"], config["max_length"]) == (2, "full", 512)
+    # `method: full` is the name tuning had before preference methods: still read as SFT, full
+    assert (config["epochs"], config["method"], config["tuning"]) == (2, "sft", "full")
+    assert config["max_length"] == 512
     assert config["learning_rate"] == pytest.approx(2 * BASE_LEARNING_RATE["sft"]["full"])
     assert config["lora"]["r"] == 8 and config["seed"] == 42
 
@@ -149,12 +151,24 @@ def test_job_with_a_bad_training_file_fails_naming_file_and_line(sdk):
 # --- refusals at create ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["dpo", "reinforcement"])
-def test_methods_other_than_supervised_are_400(sdk, train_id, method):
-    with pytest.raises(openai.BadRequestError) as caught:
-        sdk.fine_tuning.jobs.create(model=MODEL, training_file=train_id, method={"type": method})
-    assert caught.value.param == "method.type"
-    assert "not supported" in caught.value.message
+def test_method_mistakes_are_400_naming_the_field(sdk, train_id):
+    def refused(method: dict, **kwargs) -> openai.BadRequestError:
+        with pytest.raises(openai.BadRequestError) as caught:
+            sdk.fine_tuning.jobs.create(
+                model=MODEL, training_file=train_id, method=method, **kwargs
+            )
+        return caught.value
+
+    assert refused({"type": "reinforcement"}).param == "method.reinforcement.grader"
+    bad_grader = {
+        "type": "reinforcement",
+        "reinforcement": {"grader": {"type": "string_check", "name": "x", "operation": "same"}},
+    }
+    assert refused(bad_grader).param.startswith("method.reinforcement.grader")
+    beta = {"type": "dpo", "dpo": {"hyperparameters": {"beta": -1}}}
+    assert refused(beta).param == "method.dpo.hyperparameters.beta"
+    mismatch = refused({"type": "dpo"}, extra_body={"config": {"method": "grpo"}})
+    assert mismatch.param == "config.method" and "does not fit" in mismatch.message
     assert sdk.fine_tuning.jobs.list().data == []
 
 
@@ -278,33 +292,33 @@ def test_openai_fields_become_an_sft_config():
         seed=3,
         hyperparameters={"n_epochs": 4, "batch_size": 2, "learning_rate_multiplier": 0.5},
     )
-    hp = supervised_hyperparameters(body)
-    config = to_sft_config(body, hp)
+    hp = method_hyperparameters(body)
+    config = to_config(body, hp)
     assert (config.model, config.suffix, config.seed) == (MODEL, "s", 3)
     assert (config.epochs, config.batch_size) == (4, 2)
     assert config.learning_rate == pytest.approx(0.5 * BASE_LEARNING_RATE["sft"]["lora"])
-    assert stored_method(config, hp)["supervised"]["hyperparameters"] == {
+    assert stored_method(body, config, hp)["supervised"]["hyperparameters"] == {
         "n_epochs": 4,
         "batch_size": 2,
         "learning_rate_multiplier": 0.5,
     }
 
-    auto = to_sft_config(request(), Hyperparameters())
+    auto = to_config(request(), Hyperparameters())
     assert (auto.epochs, auto.batch_size, auto.learning_rate) == ("auto", "auto", "auto")
 
     extension = request(config={"learning_rate": 2e-4, "epochs": 3})
-    config = to_sft_config(extension, supervised_hyperparameters(extension))
-    method = stored_method(config, Hyperparameters())["supervised"]["hyperparameters"]
+    config = to_config(extension, method_hyperparameters(extension))
+    method = stored_method(extension, config, Hyperparameters())["supervised"]["hyperparameters"]
     assert method == {"n_epochs": 3, "batch_size": "auto", "learning_rate_multiplier": 0.5}
 
 
 def test_settings_given_twice_must_agree():
     with pytest.raises(TunesmithError) as caught:
         body = request(hyperparameters={"n_epochs": 2}, config={"epochs": 3})
-        to_sft_config(body, supervised_hyperparameters(body))
+        to_config(body, method_hyperparameters(body))
     assert caught.value.param == "config.epochs"
     with pytest.raises(TunesmithError) as caught:
-        supervised_hyperparameters(
+        method_hyperparameters(
             request(
                 hyperparameters={"n_epochs": 2},
                 method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 3}}},
@@ -313,5 +327,57 @@ def test_settings_given_twice_must_agree():
     assert caught.value.param == "hyperparameters"
     with pytest.raises(TunesmithError) as caught:
         body = request(hyperparameters={"learning_rate_multiplier": 5000})
-        to_sft_config(body, supervised_hyperparameters(body))
+        to_config(body, method_hyperparameters(body))
     assert "below 1" in caught.value.message
+
+
+def test_dpo_and_reinforcement_requests_become_their_configs():
+    dpo = request(
+        method={
+            "type": "dpo",
+            "dpo": {
+                "hyperparameters": {"beta": 0.25, "n_epochs": 2, "learning_rate_multiplier": 2}
+            },
+        }
+    )
+    hp = method_hyperparameters(dpo)
+    config = to_config(dpo, hp)
+    assert (config.method, config.beta, config.epochs) == ("dpo", 0.25, 2)
+    assert config.learning_rate == pytest.approx(2 * BASE_LEARNING_RATE["dpo"]["lora"])
+    assert stored_method(dpo, config, hp)["dpo"]["hyperparameters"]["beta"] == 0.25
+
+    orpo = request(method={"type": "dpo"}, config={"method": "orpo", "beta": 0.3})
+    config = to_config(orpo, method_hyperparameters(orpo))
+    assert (config.method, config.beta) == ("orpo", 0.3)
+    assert stored_method(orpo, config, method_hyperparameters(orpo))["type"] == "dpo"
+
+    grader = {
+        "type": "string_check",
+        "name": "exact",
+        "input": "{{ sample.output_text }}",
+        "reference": "{{ item.answer }}",
+        "operation": "eq",
+    }
+    rft = request(
+        method={
+            "type": "reinforcement",
+            "reinforcement": {"grader": grader, "hyperparameters": {"compute_multiplier": 2}},
+        }
+    )
+    hp = method_hyperparameters(rft)
+    config = to_config(rft, hp)
+    assert (config.method, config.grader["operation"], config.num_generations) == ("grpo", "eq", 8)
+    stored = stored_method(rft, config, hp)
+    assert (
+        stored["type"] == "reinforcement" and stored["reinforcement"]["grader"]["name"] == "exact"
+    )
+
+    with pytest.raises(TunesmithError) as caught:
+        to_config(
+            request(method={"type": "supervised"}, config={"method": "dpo"}), Hyperparameters()
+        )
+    assert caught.value.param == "config.method"
+    legacy = request(method={"type": "dpo"}, hyperparameters={"n_epochs": 2})
+    with pytest.raises(TunesmithError) as caught:
+        method_hyperparameters(legacy)
+    assert caught.value.param == "hyperparameters"

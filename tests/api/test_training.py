@@ -317,3 +317,91 @@ def _alive(job_id: str) -> bool:
     from tunesmith.jobs.recovery import pid_alive
 
     return pid_alive(open_store().jobs.get(job_id).worker_pid)
+
+
+def ended(sdk: openai.OpenAI, job_id: str):
+    job = sdk.fine_tuning.jobs.retrieve(job_id)
+    return job if job.status in ("succeeded", "failed", "cancelled") else None
+
+
+def test_dpo_and_reinforcement_through_the_sdk(serve, client, tiny_model_dir, tmp_path):
+    """Upload, create with `method`, follow the events, list checkpoints, chat with the result:
+    the SDK's calls, unchanged, for OpenAI's dpo and reinforcement methods."""
+    import json
+
+    sdk = client(serve(workers=1, model_dirs=[tiny_model_dir]))
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "input": {"messages": [{"role": "user", "content": f"Fact {i}?"}]},
+                    "preferred_output": [{"role": "assistant", "content": f"Fact {i} is true."}],
+                    "non_preferred_output": [{"role": "assistant", "content": "No."}],
+                }
+            )
+            + "\n"
+            for i in range(12)
+        )
+    )
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "".join(
+            json.dumps({"messages": [{"role": "user", "content": f"Say {i}."}], "answer": str(i)})
+            + "\n"
+            for i in range(12)
+        )
+    )
+    grader = {
+        "type": "string_check",
+        "name": "says_it",
+        "input": "{{ sample.output_text }}",
+        "reference": "{{ item.answer }}",
+        "operation": "like",
+    }
+    requests = {
+        "dpo": (
+            pairs,
+            {
+                "type": "dpo",
+                "dpo": {"hyperparameters": {"beta": 0.2, "n_epochs": 1, "batch_size": 4}},
+            },
+            {},
+            "train_reward_margin",
+        ),
+        "reinforcement": (
+            prompts,
+            {
+                "type": "reinforcement",
+                "reinforcement": {
+                    "grader": grader,
+                    "hyperparameters": {"n_epochs": 1, "batch_size": 4},
+                },
+            },
+            {"config": {"max_completion_length": 4, "num_generations": 2}},
+            "train_reward",
+        ),
+    }
+    for kind, (data, method, extra, metric) in requests.items():
+        file = sdk.files.create(file=data, purpose="fine-tune")
+        job = sdk.fine_tuning.jobs.create(
+            training_file=file.id, model=str(tiny_model_dir), method=method, extra_body=extra
+        )
+        assert job.method.type == kind
+        job = wait_for(lambda job_id=job.id: ended(sdk, job_id), timeout=300)
+        assert job.status == "succeeded", (kind, job.error)
+        events = sdk.fine_tuning.jobs.list_events(job.id, limit=100).data
+        metrics = [e.data for e in events if e.type == "metrics"]
+        assert len(metrics) == 3 and metric in metrics[0], kind
+        if kind == "dpo":
+            assert job.method.dpo.hyperparameters.beta == 0.2
+        else:
+            assert job.method.reinforcement.grader.name == "says_it"
+        checkpoints = sdk.fine_tuning.jobs.checkpoints.list(job.id).data
+        assert [c.step_number for c in checkpoints] == [3]
+        answer = sdk.chat.completions.create(
+            model=job.fine_tuned_model,
+            messages=[{"role": "user", "content": "Fact 1?"}],
+            max_tokens=3,
+        )
+        assert answer.choices[0].message.content is not None

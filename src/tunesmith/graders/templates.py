@@ -61,6 +61,32 @@ def check_template(template: str, param: str) -> None:
             )
 
 
+def item_fields(grader: Any) -> list[str]:
+    """The item fields a grader's templates read (`{{ item.answer }}` → "answer"), in order, so
+    that data missing one is refused before training. A python grader's code is not read."""
+    found: dict[str, None] = {}
+
+    def visit(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if key != "source":
+                    visit(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                visit(inner)
+        elif isinstance(value, str):
+            for match in _VARIABLE.finditer(value):
+                try:
+                    steps = _path(match.group(1))
+                except ValueError:
+                    continue
+                if steps[0] == "item" and len(steps) > 1 and isinstance(steps[1], str):
+                    found[steps[1]] = None
+
+    visit(grader)
+    return list(found)
+
+
 def lookup(expression: str, item: Any, sample: Any) -> Any:
     """The value a variable names; TemplateError when any step is missing."""
     steps = _path(expression)

@@ -44,6 +44,25 @@ def data_format(config: SFTConfig) -> str:
     return "rft" if config.method == "grpo" else "auto"
 
 
+def grader_fields(config: SFTConfig) -> list[str] | None:
+    """The item fields a grpo job's grader reads, each of which every example must have; the
+    grader itself is checked first (a mistake names its field)."""
+    if config.method != "grpo":
+        return None
+    from tunesmith.graders.spec import parse_grader
+    from tunesmith.graders.templates import item_fields
+
+    if config.grader is None:
+        raise TunesmithError(
+            "GRPO needs a grader to score the answers.",
+            "Pass --grader grader.json (OpenAI grader JSON) or --grader grader.py (a file "
+            "defining grade(sample, item) -> float).",
+            param="grader",
+        )
+    parse_grader(config.grader)
+    return item_fields(config.grader)
+
+
 # --- files ----------------------------------------------------------------------------------------
 def _training_file(store: Store, file_id: str, param: str) -> FileRow:
     try:
@@ -97,16 +116,7 @@ def create_job(
         _training_file(store, validation_file, "validation_file")
     seed = seed if seed is not None else secrets.randbelow(2**31 - 1)
     config = config.model_copy(update={"seed": seed, "data": None, "validation": None})
-    method = method or {
-        "type": "supervised",
-        "supervised": {
-            "hyperparameters": {
-                "n_epochs": config.epochs,
-                "batch_size": config.batch_size,
-                "learning_rate_multiplier": "auto",
-            }
-        },
-    }
+    method = method or openai_method(config)
     job = store.jobs.create(
         model=config.model,
         training_file=training_file,
@@ -124,6 +134,22 @@ def create_job(
         message = ev.VALIDATING.format(training=training_file)
     store.events.add(job.id, message)
     return job
+
+
+def openai_method(config: SFTConfig) -> dict:
+    """The job's `method` as OpenAI shows it, for a job made from a config (the CLI's)."""
+    kind = {"sft": "supervised", "grpo": "reinforcement"}.get(config.method, "dpo")
+    hyperparameters = {
+        "n_epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "learning_rate_multiplier": "auto",
+    }
+    if hasattr(config, "beta"):
+        hyperparameters["beta"] = config.beta
+    section: dict = {"hyperparameters": hyperparameters}
+    if config.method == "grpo":
+        section["grader"] = config.grader
+    return {"type": kind, kind: section}
 
 
 def check_job_files(store: Store, job: JobRow) -> Report:
@@ -144,6 +170,7 @@ def check_job_files(store: Store, job: JobRow) -> Report:
         fmt=data_format(config),
         method=DATA_KIND[config.method],
         n_epochs=config.epochs,
+        item_fields=grader_fields(config),
     )
 
 
@@ -216,6 +243,7 @@ def submit_here(store: Store, cfg: SFTConfig, runner: Runner | None = None) -> S
         validation=results[1] if len(results) > 1 else None,
         n_epochs=cfg.epochs,
         method=DATA_KIND[cfg.method],
+        item_fields=grader_fields(cfg),
     )
     report.raise_for_errors()
     stored = [store_data_file(store, result) for result in results]

@@ -179,15 +179,6 @@ def trainer(
     from tunesmith.train.model import trainer_args
 
     config, resolved = ctx.config, ctx.resolved
-    if config.grader is None:
-        from tunesmith.errors import TunesmithError
-
-        raise TunesmithError(
-            "GRPO needs a grader to score the answers.",
-            "Pass --grader grader.json (OpenAI grader JSON) or --grader grader.py (a file "
-            "defining grade(sample, item) -> float).",
-            param="grader",
-        )
     args = trl.GRPOConfig(
         **trainer_args(config, resolved, ctx.run_dir, device, precision),
         # TRL counts answers per step; tunesmith's batch_size counts prompts, as OpenAI's does.

@@ -168,8 +168,13 @@ def _run(
     data = _data(job, store, config, tokenizer)
     resolved = resolve(config, len(data.train))
     billed = resolved.epochs * data.tokens
-    method = dict(job.method)
-    method[method["type"]] = {"hyperparameters": _hyperparameters(config, resolved)}
+    method = dict(job.method)  # the numbers "auto" resolved to; the rest (a grader) kept
+    section = dict(method.get(method["type"]) or {})
+    section["hyperparameters"] = {
+        **section.get("hyperparameters", {}),
+        **_hyperparameters(config, resolved),
+    }
+    method[method["type"]] = section
     job = store.jobs.update(job.id, method=method, data_hash=data.sha256)
     checkpoint = store.checkpoints.latest(job.id) if resume else None
     store.events.add(
@@ -294,12 +299,15 @@ def periodic_sample(full: Dataset | None, seed: int) -> Dataset | None:
 
 
 def _hyperparameters(config: SFTConfig, resolved: Resolved) -> dict[str, Any]:
-    return {
+    out = {
         "n_epochs": resolved.epochs,
         "batch_size": resolved.batch_size,
         "learning_rate_multiplier": round(resolved.learning_rate / base_learning_rate(config), 6),
         "learning_rate": resolved.learning_rate,
     }
+    if hasattr(config, "beta"):
+        out["beta"] = config.beta
+    return out
 
 
 def _stopped(ctx: RunContext, reason: str, step: int) -> JobRow:

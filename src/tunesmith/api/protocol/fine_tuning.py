@@ -46,6 +46,10 @@ def _auto_or(kind: type, *, low: float, high: float | None = None, low_open: boo
 NEpochs = _auto_or(int, low=1, high=50)
 BatchSize = _auto_or(int, low=1, high=256)
 LearningRateMultiplier = _auto_or(float, low=0, low_open=True)
+Beta = _auto_or(float, low=0, low_open=True)
+ComputeMultiplier = _auto_or(float, low=0, low_open=True)
+EvalInterval = _auto_or(int, low=1)
+EvalSamples = _auto_or(int, low=1)
 
 
 # --- the create request ---------------------------------------------------------------------------
@@ -67,14 +71,42 @@ class SupervisedMethod(OpenAIRequest):
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
 
 
+class DpoHyperparameters(Hyperparameters):
+    beta: Beta = "auto"
+
+
+class DpoMethod(OpenAIRequest):
+    hyperparameters: DpoHyperparameters = Field(default_factory=DpoHyperparameters)
+
+
+class ReinforcementHyperparameters(Hyperparameters):
+    """OpenAI's RFT settings. compute_multiplier scales the answers sampled per prompt;
+    eval_interval, eval_samples and reasoning_effort are accepted and recorded (tunesmith's GRPO
+    has no periodic sampled evaluation, and the built-in models do not reason)."""
+
+    compute_multiplier: ComputeMultiplier = "auto"
+    eval_interval: EvalInterval = "auto"
+    eval_samples: EvalSamples = "auto"
+    reasoning_effort: Literal["default", "low", "medium", "high"] = "default"
+
+
+class ReinforcementMethod(OpenAIRequest):
+    grader: dict[str, Any] = Field(description="An OpenAI grader: string_check, python, multi, …")
+    hyperparameters: ReinforcementHyperparameters = Field(
+        default_factory=ReinforcementHyperparameters
+    )
+
+
 class Method(OpenAIRequest):
-    """`{"type": "supervised", "supervised": {"hyperparameters": {...}}}`. Only supervised is
-    trained through the API for now; dpo and reinforcement are refused with a 400."""
+    """`{"type": "supervised" | "dpo" | "reinforcement", <type>: {"hyperparameters": {...}}}`.
+
+    `dpo` trains DPO, or ORPO or KTO when `config.method` says so (an extension, sent with the
+    SDK's extra_body); `reinforcement` trains GRPO with `reinforcement.grader` as the reward."""
 
     type: Literal["supervised", "dpo", "reinforcement"]
     supervised: SupervisedMethod | None = None
-    dpo: dict[str, Any] | None = None
-    reinforcement: dict[str, Any] | None = None
+    dpo: DpoMethod | None = None
+    reinforcement: ReinforcementMethod | None = None
 
 
 class CreateFineTuningJob(OpenAIRequest):
@@ -99,8 +131,9 @@ class CreateFineTuningJob(OpenAIRequest):
     # --- tunesmith extension (send it with the SDK's extra_body) --------------------------------
     config: dict[str, Any] | None = Field(
         default=None,
-        description="tunesmith: more SFTConfig settings, e.g. "
-        '{"method": "full", "lora": {"r": 8}, "max_length": 512}.',
+        description="tunesmith: more settings of the method's config, e.g. "
+        '{"tuning": "full", "lora": {"r": 8}, "max_length": 512}, or {"method": "orpo"} with '
+        "method.type dpo.",
     )
 
     @field_validator("metadata")

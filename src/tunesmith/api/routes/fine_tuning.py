@@ -13,6 +13,7 @@ from tunesmith.api.deps import SettingsDep, StoreDep
 from tunesmith.api.protocol.common import page
 from tunesmith.api.protocol.fine_tuning import (
     CreateFineTuningJob,
+    DpoHyperparameters,
     FineTuningJob,
     FineTuningJobCheckpointList,
     FineTuningJobEventList,
@@ -22,7 +23,14 @@ from tunesmith.api.protocol.fine_tuning import (
 from tunesmith.errors import NotFoundError, TunesmithError
 from tunesmith.jobs import control
 from tunesmith.jobs.service import create_job
-from tunesmith.train.config import SFTConfig, base_learning_rate, config_error, parse_config
+from tunesmith.train.config import (
+    METHOD_CONFIGS,
+    GRPOConfig,
+    SFTConfig,
+    base_learning_rate,
+    config_error,
+    parse_config,
+)
 
 router = APIRouter(tags=["fine-tuning"])
 
@@ -31,9 +39,11 @@ _FROM_REQUEST = {
     "model": "model",
     "suffix": "suffix",
     "seed": "seed",
-    "epochs": "method.supervised.hyperparameters.n_epochs",
-    "batch_size": "method.supervised.hyperparameters.batch_size",
-    "learning_rate": "method.supervised.hyperparameters.learning_rate_multiplier",
+    "epochs": "method.{type}.hyperparameters.n_epochs",
+    "batch_size": "method.{type}.hyperparameters.batch_size",
+    "learning_rate": "method.{type}.hyperparameters.learning_rate_multiplier",
+    "beta": "method.{type}.hyperparameters.beta",
+    "grader": "method.reinforcement.grader",
 }
 _UNION_ARMS = (
     "int",
@@ -42,28 +52,44 @@ _UNION_ARMS = (
     "str",
     "list",
     "function",
-)  # pydantic's union-arm loc parts
+    *METHOD_CONFIGS,  # the tag of the method's config in pydantic's locations
+)
 # Files come by id (training_file, validation_file), never as paths on the server. (`mapping`,
 # the columns of an uploaded CSV or Parquet file, does come through `config`.)
 _NOT_THROUGH_API = ("data", "validation")
+# OpenAI's method type -> the tunesmith methods that `config.method` may pick under it
+_METHODS = {"supervised": ("sft",), "dpo": ("dpo", "orpo", "kto"), "reinforcement": ("grpo",)}
 
 
-# --- translation: the request → the stored method and an SFTConfig (pure, testable) -------------
+# --- translation: the request → the stored method and a config (pure, testable) -----------------
 
 
-def supervised_hyperparameters(body: CreateFineTuningJob) -> Hyperparameters:
-    """The hyperparameters of a supervised job, from `method` or the deprecated field."""
-    method = body.method
-    if method is not None and method.type != "supervised":
-        name = {"dpo": "DPO", "reinforcement": "Reinforcement"}[method.type]
-        raise TunesmithError(
-            f"{name} fine-tuning is not supported by tunesmith's API yet.",
-            "Use method.type 'supervised' (chat examples, loss on the assistant turns).",
-            param="method.type",
-            code="unsupported_method",
-        )
-    from_method = method.supervised.hyperparameters if method and method.supervised else None
+def method_type(body: CreateFineTuningJob) -> str:
+    return body.method.type if body.method is not None else "supervised"
+
+
+def method_hyperparameters(body: CreateFineTuningJob) -> Hyperparameters:
+    """The hyperparameters of the request's method, from `method` or (for supervised jobs) the
+    deprecated top-level field."""
+    kind = method_type(body)
+    section = getattr(body.method, kind, None) if body.method is not None else None
+    from_method = section.hyperparameters if section is not None else None
     legacy = body.hyperparameters
+    if kind != "supervised":
+        if legacy is not None:
+            raise TunesmithError(
+                f"The deprecated top-level `hyperparameters` apply to supervised jobs only; this "
+                f"is a {kind} job.",
+                f"Give them in method.{kind}.hyperparameters.",
+                param="hyperparameters",
+            )
+        if kind == "reinforcement" and section is None:
+            raise TunesmithError(
+                "A reinforcement job needs a grader to score the model's answers.",
+                'Give method={"type": "reinforcement", "reinforcement": {"grader": {...}}}.',
+                param="method.reinforcement.grader",
+            )
+        return from_method or (DpoHyperparameters() if kind == "dpo" else Hyperparameters())
     if from_method is not None and legacy is not None and from_method != legacy:
         raise TunesmithError(
             "Hyperparameters were given twice, differently: in `hyperparameters` (deprecated) and "
@@ -74,7 +100,11 @@ def supervised_hyperparameters(body: CreateFineTuningJob) -> Hyperparameters:
     return from_method or legacy or Hyperparameters()
 
 
-def _validated(values: dict[str, Any], given: dict[str, Any]) -> SFTConfig:
+def _param(key: str, kind: str) -> str:
+    return _FROM_REQUEST[key].format(type=kind)
+
+
+def _validated(values: dict[str, Any], given: dict[str, Any], kind: str) -> SFTConfig:
     """Validate like `load_config` does, naming the key; the param points at the request field
     the bad value came from (`config.lora.r`, or `suffix`)."""
     try:
@@ -83,16 +113,19 @@ def _validated(values: dict[str, Any], given: dict[str, Any]) -> SFTConfig:
         error = config_error(exc, "request field `config`")
         loc = [str(p) for p in exc.errors()[0]["loc"] if not str(p).startswith(_UNION_ARMS)]
         first = loc[0] if loc else ""
-        error.param = _FROM_REQUEST[first] if first in given else ".".join(["config", *loc])
+        error.param = _param(first, kind) if first in given else ".".join(["config", *loc])
         raise error from None
 
 
-def to_sft_config(body: CreateFineTuningJob, hp: Hyperparameters) -> SFTConfig:
-    """OpenAI's fields, plus the `config` extension, as one validated SFTConfig.
+def to_config(body: CreateFineTuningJob, hp: Hyperparameters) -> SFTConfig:
+    """OpenAI's fields, plus the `config` extension, as one validated config of the method.
 
-    n_epochs → epochs, batch_size → batch_size, learning_rate_multiplier → learning_rate =
-    multiplier × base_learning_rate(config). A setting given both ways must agree.
+    method.type supervised → sft; dpo → dpo (or orpo, kto through config.method); reinforcement
+    → grpo with its grader. n_epochs → epochs, batch_size → batch_size, beta → beta,
+    learning_rate_multiplier → learning_rate = multiplier × base_learning_rate(config),
+    compute_multiplier → answers sampled per prompt. A setting given both ways must agree.
     """
+    kind = method_type(body)
     extra = dict(body.config or {})
     for key in _NOT_THROUGH_API:
         if key in extra:
@@ -102,6 +135,19 @@ def to_sft_config(body: CreateFineTuningJob, hp: Hyperparameters) -> SFTConfig:
                 "validation_file.",
                 param=f"config.{key}",
             )
+    allowed = _METHODS[kind]
+    extra.setdefault("method", allowed[0])
+    if extra["method"] in ("lora", "full"):  # the name tuning had before preference methods
+        extra["tuning"] = extra.pop("method")
+        extra["method"] = allowed[0]
+    if extra["method"] not in allowed:
+        raise TunesmithError(
+            f"config.method={extra['method']!r} does not fit method.type {kind!r}, which trains "
+            f"{' or '.join(allowed)}.",
+            "ORPO and KTO are method.type 'dpo' with config.method 'orpo' or 'kto'; GRPO is "
+            "method.type 'reinforcement'.",
+            param="config.method",
+        )
     given: dict[str, Any] = {"model": body.model}
     if body.suffix is not None:
         given["suffix"] = body.suffix
@@ -111,15 +157,23 @@ def to_sft_config(body: CreateFineTuningJob, hp: Hyperparameters) -> SFTConfig:
         given["epochs"] = hp.n_epochs
     if hp.batch_size != "auto":
         given["batch_size"] = hp.batch_size
+    if getattr(hp, "beta", "auto") != "auto":
+        given["beta"] = hp.beta
+    if kind == "reinforcement":
+        given["grader"] = _grader(body.method.reinforcement.grader)
+        multiplier = hp.compute_multiplier
+        if multiplier != "auto":
+            samples = GRPOConfig.model_fields["num_generations"].default
+            given["num_generations"] = max(2, min(64, round(samples * multiplier)))
     for key, value in given.items():
         if key in extra and extra[key] != value:
-            raise _conflict(key, extra[key], value)
-    config = _validated({**extra, **given}, given)
+            raise _conflict(key, extra[key], value, kind)
+    config = _validated({**extra, **given}, given, kind)
     multiplier = hp.learning_rate_multiplier
     if multiplier == "auto":
         return config
     if "learning_rate" in extra:
-        raise _conflict("learning_rate", extra["learning_rate"], multiplier)
+        raise _conflict("learning_rate", extra["learning_rate"], multiplier, kind)
     base = base_learning_rate(config)
     rate = multiplier * base
     if rate >= 1:
@@ -128,35 +182,49 @@ def to_sft_config(body: CreateFineTuningJob, hp: Hyperparameters) -> SFTConfig:
             f"({multiplier} × {base:g} for {config.method} {config.tuning}); it "
             "must stay below 1.",
             "Multipliers between 0.1 and 10 are the useful range.",
-            param=_FROM_REQUEST["learning_rate"],
+            param=_param("learning_rate", kind),
         )
-    return _validated({**extra, **given, "learning_rate": rate}, given)
+    return _validated({**extra, **given, "learning_rate": rate}, given, kind)
 
 
-def _conflict(key: str, in_config: Any, in_request: Any) -> TunesmithError:
+def _grader(raw: dict[str, Any]) -> dict[str, Any]:
+    """The grader checked now, so that a mistake is a 400 naming its field, not a failed job."""
+    from tunesmith.graders.spec import grader_json, parse_grader
+
+    return grader_json(parse_grader(raw, "method.reinforcement.grader"))
+
+
+def _conflict(key: str, in_config: Any, in_request: Any, kind: str) -> TunesmithError:
     return TunesmithError(
-        f"config.{key}={in_config!r} contradicts {_FROM_REQUEST[key]}={in_request!r}.",
+        f"config.{key}={in_config!r} contradicts {_param(key, kind)}={in_request!r}.",
         "Give each setting once.",
         param=f"config.{key}",
     )
 
 
-def stored_method(config: SFTConfig, hp: Hyperparameters) -> dict:
+def stored_method(body: CreateFineTuningJob, config: SFTConfig, hp: Hyperparameters) -> dict:
     """The job's `method` as OpenAI echoes it: the numbers asked for, "auto" for the rest (the
     run fills in the resolved numbers when training starts)."""
+    kind = method_type(body)
     multiplier = hp.learning_rate_multiplier
     if multiplier == "auto" and config.learning_rate != "auto":  # given as config.learning_rate
         multiplier = round(config.learning_rate / base_learning_rate(config), 6)
-    return {
-        "type": "supervised",
-        "supervised": {
-            "hyperparameters": {
-                "n_epochs": config.epochs,
-                "batch_size": config.batch_size,
-                "learning_rate_multiplier": multiplier,
-            }
-        },
+    hyperparameters = {
+        **hp.model_dump(),
+        "n_epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "learning_rate_multiplier": multiplier,
     }
+    if (
+        "beta" in hyperparameters
+        and hyperparameters["beta"] == "auto"
+        and "beta" in (body.config or {})
+    ):
+        hyperparameters["beta"] = config.beta
+    section: dict[str, Any] = {"hyperparameters": hyperparameters}
+    if kind == "reinforcement":
+        section["grader"] = config.grader
+    return {"type": kind, kind: section}
 
 
 def _check_model(store, name: str) -> None:
@@ -180,8 +248,8 @@ def create_fine_tuning_job(
 ) -> dict:
     """Create a job. It answers at once in `validating_files`; the files are checked in the
     background and the job moves to `queued` (or `failed`, naming the file and line)."""
-    hp = supervised_hyperparameters(body)
-    config = to_sft_config(body, hp)
+    hp = method_hyperparameters(body)
+    config = to_config(body, hp)
     _check_model(store, body.model)
     job = create_job(
         store,
@@ -190,7 +258,7 @@ def create_fine_tuning_job(
         validation_file=body.validation_file,
         seed=body.seed,
         metadata=body.metadata,
-        method=stored_method(config, hp),
+        method=stored_method(body, config, hp),
     )
     request.app.state.supervisor.validate_soon(job.id)
     return job.to_openai(settings.org)
