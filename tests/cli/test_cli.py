@@ -115,6 +115,13 @@ def test_train_help_lists_flags_generated_from_the_config():
         "--learning-rate",
         "--batch-size",
         "--packing",
+        "--method",
+        "--tuning",
+        "--beta",
+        "--loss-type",
+        "--label-smoothing",
+        "--grader",
+        "--num-generations",
     ):
         assert flag in result.output
 
@@ -232,6 +239,39 @@ def test_train_refuses_an_unknown_config_key_with_did_you_mean(tmp_path, orders)
     config = tmp_path / "run.yaml"
     config.write_text(f"data: {orders / 'train.jsonl'}\nlora:\n  rank: 8\n")
     refused(tunesmith("train", "--config", config), "'lora.rank'", "Did you mean 'lora.r'?")
+
+
+def test_print_config_shows_the_method_settings(tmp_path):
+    ran = tunesmith("train", "--method", "dpo", "--beta", "0.3", "--print-config")
+    assert ran.code == 0, ran.output
+    assert "method: dpo" in ran.stdout and "beta: 0.3" in ran.stdout
+    assert "loss_type: sigmoid" in ran.stdout
+    (tmp_path / "run.yaml").write_text(ran.stdout)
+    again = tunesmith("train", "--config", tmp_path / "run.yaml", "--print-config")
+    assert again.stdout == ran.stdout  # the YAML it prints is a config that reads back the same
+
+
+def test_method_settings_and_data_kinds_are_refused_before_a_job(tmp_path, orders):
+    refused(tunesmith("train", "--data", orders / "train.jsonl", "--beta", "0.2"), "'beta'", "dpo")
+    # chat examples for DPO: the data check says what the method needs
+    refused(tunesmith("train", "--method", "dpo", "--data", orders / "train.jsonl"), "wrong_method")
+    refused(tunesmith("train", "--method", "grpo", "--data", orders / "train.jsonl"), "grader")
+    grader = tmp_path / "g.json"
+    grader.write_text(
+        '{"type": "string_check", "name": "x", "input": "{{ sample.output_text }}", '
+        '"reference": "{{ item.answer }}", "operation": "eq"}'
+    )
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(
+        "".join(
+            json.dumps({"messages": [{"role": "user", "content": f"Say {i}"}], "solution": str(i)})
+            + "\n"
+            for i in range(12)
+        )
+    )
+    ran = tunesmith("train", "--method", "grpo", "--grader", grader, "--data", prompts)
+    refused(ran, "answer")  # the grader reads {{ item.answer }}; the lines have no such field
+    assert open_store().jobs.list().data == []
 
 
 # --- data check, convert, split -------------------------------------------------------------------

@@ -161,3 +161,26 @@ def test_rag_over_your_own_documents(tiny_model_dir, tiny_tuned, orders, tmp_pat
     assert rag.prompt_tokens > zero.prompt_tokens + 100  # two passages of ~120 words each
     sample = result.samples["best"][0]
     assert set(sample["answers"]) == set(st.STRATEGIES)
+
+
+def test_preference_pairs_and_good_kto_answers_are_compared_on_the_preferred_answer(tmp_path):
+    from tunesmith.evals.compare import _conversations
+
+    user = {"role": "user", "content": "Ship 2 lamps"}
+    lines = [
+        {
+            "input": {"messages": [user]},
+            "preferred_output": [{"role": "assistant", "content": "good"}],
+            "non_preferred_output": [{"role": "assistant", "content": "bad"}],
+        },
+    ]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    kto = [
+        {"prompt": [user], "completion": [{"role": "assistant", "content": "good"}], "label": True},
+        {"prompt": [user], "completion": [{"role": "assistant", "content": "bad"}], "label": False},
+    ]
+    (tmp_path / "kto.jsonl").write_text("".join(json.dumps(x) + "\n" for x in kto))
+    for name in ("pairs.jsonl", "kto.jsonl"):
+        convs = _conversations(read(tmp_path / name).records, tmp_path / name)
+        assert [c.answer.content for c in convs] == ["good"], name
+        assert convs[0].prompt[-1].content == "Ship 2 lamps"

@@ -135,3 +135,24 @@ def test_prompts_and_the_shared_system_come_from_the_data(data):
     ]
     no_system = conversations[1].model_copy(update={"messages": conversations[1].messages[1:]})
     assert shared_system([conversations[0], no_system]) is None
+
+
+def test_preference_kto_and_rft_data_give_their_prompts(tmp_path):
+    system = {"role": "system", "content": SYSTEM}
+    user = {"role": "user", "content": "Ship 2 lamps to Oslo"}
+    answer = [{"role": "assistant", "content": "ok"}]
+    lines = {
+        "pairs.jsonl": {
+            "input": {"messages": [system, user]},
+            "preferred_output": answer,
+            "non_preferred_output": [{"role": "assistant", "content": "no"}],
+        },
+        "kto.jsonl": {"prompt": [system, user], "completion": answer, "label": True},
+        "rft.jsonl": {"messages": [system, user], "answer": "ok"},
+    }
+    for name, line in lines.items():
+        path = tmp_path / name
+        path.write_text((json.dumps(line) + "\n") * 3)
+        conversations = conversations_of(path)
+        assert shared_system(conversations) == SYSTEM, name
+        assert prompts_from(conversations, n=1) == [[system, user]], name

@@ -208,11 +208,24 @@ def run_comparison(
 
 
 def _conversations(records: list, path: Path) -> list:
-    from tunesmith.data.records import Conversation
+    """Chat examples; a preference pair (or a KTO answer marked good) counts as its prompt and
+    its preferred answer, so that a DPO-tuned model is compared on its own data."""
+    from tunesmith.data.records import Conversation, KTOExample, PreferencePair
 
-    convs = [r for r in records if isinstance(r, Conversation)]
+    convs = []
+    for r in records:
+        if isinstance(r, Conversation):
+            convs.append(r)
+        elif isinstance(r, PreferencePair):
+            messages = [*r.input.messages, *r.preferred_output]
+            convs.append(Conversation(messages=messages, tools=r.input.tools, line=r.line))
+        elif isinstance(r, KTOExample) and r.label:
+            messages = [*r.input.messages, *r.output]
+            convs.append(Conversation(messages=messages, tools=r.input.tools, line=r.line))
     if not convs:
-        raise TunesmithError(f"{path} holds no chat examples to compare on.", param="test")
+        raise TunesmithError(
+            f"{path} holds no chat examples or preference pairs to compare on.", param="test"
+        )
     return convs
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tunesmith.data.records import Conversation, PreferencePair
+from tunesmith.data.records import Conversation, prompt_of
 from tunesmith.errors import DiskFullError, TunesmithError, out_of_space
 from tunesmith.export.check import GGUF_FILE, CheckResult, check_export, prompts_from
 from tunesmith.export.merged import end_of_turn_tokens, write_adapter, write_merged
@@ -87,13 +87,16 @@ def check_out_dir(out_dir: Path, force: bool) -> None:
 
 
 def conversations_of(data: Path | None) -> list[Conversation]:
-    """The training examples as conversations (a DPO pair contributes its prompt)."""
+    """The training examples as conversations (a preference pair, a KTO example or an RFT
+    prompt contributes its prompt: the check asks prompts, the Modelfile keeps a system one)."""
     if data is None:
         return []
     from tunesmith.data.readers import read
 
     records = read(data).records
-    return [r.input if isinstance(r, PreferencePair) else r for r in records]
+    return [
+        r if isinstance(r, Conversation) else Conversation(messages=prompt_of(r)) for r in records
+    ]
 
 
 def shared_system(conversations: list[Conversation]) -> str | None:

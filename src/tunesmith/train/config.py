@@ -241,6 +241,10 @@ class GRPOConfig(SFTConfig):
     beta: float = Field(
         default=0.0, ge=0, description="KL penalty to the reference model (0: none, TRL's default)."
     )
+    sampler: Literal["tunesmith", "trl"] = Field(
+        default="tunesmith",
+        description="Who samples the answers: tunesmith's running batch, or TRL's generate().",
+    )
 
     @field_validator("grader", mode="before")
     @classmethod

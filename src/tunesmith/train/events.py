@@ -57,5 +57,8 @@ PAUSED = "Fine-tuning job paused at step {step}; resume continues from {name}"
 REQUEUED = "The server is stopping; the job goes back to the queue and resumes from step {step}"
 RESUMED = "Fine-tuning job resumed from step {step}"
 GRADER_FAILED = "Grader failed on {n} of {total} answers (each scored 0): {reason}"
-REFERENCE_READY = "Reference log-probabilities ready for {n} training examples (computed once)"
+REFERENCE_READY = (
+    "Reference log-probabilities ready for {n} training examples ({seconds:.1f} s; computed once, "
+    "read back on resume)"
+)
 FAILED = "Fine-tuning job failed: {reason}"

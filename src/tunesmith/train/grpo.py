@@ -130,11 +130,38 @@ class GRPOStats:
 
 
 class TunesmithGRPOTrainer(GRPOTrainer):
-    """TRL's GRPOTrainer, reporting each step's numbers to the run's callback."""
+    """TRL's GRPOTrainer, reporting each step's numbers to the run's callback, and sampling with
+    tunesmith's running batch (`sampler="tunesmith"`) instead of `generate`."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, sampler: str = "tunesmith", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.step_stats = GRPOStats()
+        self.sampler = sampler
+
+    def _generate_single_turn(
+        self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
+    ):
+        """The answers to a step's prompts, each prompt already repeated num_generations times.
+
+        `generate` decodes every row until the longest is done, padded rows and finished ones
+        too; the running batch (the serving engine's) drops a row as soon as it ends. Sampling
+        is TRL's own default (temperature, top_p, no top-k), the end-of-turn token kept at the
+        end of an answer that stopped, as TRL keeps it, so that it is trained.
+        """
+        if self.sampler != "tunesmith" or images or multimodal_fields or self.use_vllm:
+            return super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
+        return sample_answers(
+            self.accelerator.unwrap_model(self.model),
+            self._tokenizer,
+            prompt_ids,
+            eos_ids=list(self.eos_token_ids),
+            max_tokens=self.max_completion_length,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            device=str(self.accelerator.device),
+        ), None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -171,6 +198,41 @@ class TunesmithGRPOTrainer(GRPOTrainer):
                     reward.close()
 
 
+def sample_answers(
+    model,
+    tokenizer,
+    prompt_ids: list[list[int]],
+    *,
+    eos_ids: list[int],
+    max_tokens: int,
+    temperature: float,
+    top_p: float,
+    device: str,
+) -> list[list[int]]:
+    """Sample one answer per prompt with the serving engine's running batch, on `model` as it
+    is (a PEFT model's active adapter included), in eval mode and without gradients."""
+    import torch
+
+    from tunesmith.infer.batch import RunningBatch
+    from tunesmith.infer.generation import Generation
+    from tunesmith.infer.sampling import SamplingParams
+
+    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p)
+    adapter = getattr(model, "active_adapter", None) if hasattr(model, "peft_config") else None
+    rows = [Generation(ids, params, adapter, tokenizer, set(eos_ids)) for ids in prompt_ids]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            batch = RunningBatch(model, device, tokenizer.pad_token_id)
+            batch.admit(rows)
+            while len(batch):
+                batch.step()
+    finally:
+        model.train(was_training)
+    return [r.generated + ([eos_ids[0]] if r.finish_reason == "stop" else []) for r in rows]
+
+
 def trainer(
     ctx: RunContext, model, tokenizer, train: Dataset, device: str, precision: str, callback
 ) -> TunesmithGRPOTrainer:
@@ -191,13 +253,14 @@ def trainer(
         log_completions=False,
         generation_kwargs={"use_cache": True},
     )
-    sampler = copy.deepcopy(tokenizer)
-    sampler.padding_side = "left"  # TRL generates from left-padded prompts
+    left_padding = copy.deepcopy(tokenizer)
+    left_padding.padding_side = "left"  # TRL generates from left-padded prompts
     return TunesmithGRPOTrainer(
         model=model,
         reward_funcs=[GraderReward(ctx, config.grader)],
         args=args,
         train_dataset=train,
-        processing_class=sampler,
+        processing_class=left_padding,
         callbacks=[callback],
+        sampler=config.sampler,
     )

@@ -418,6 +418,7 @@ def _preference_trainer(ctx: RunContext, model, tokenizer, data: RunData, args, 
         if args.device.type != "cpu" and not config.load_in_4bit:
             model.to(args.device)
         sets = {"train": train} | ({"valid": full} if full is not None else {})
+        started = time.monotonic()
         logps = pref.reference_logps(
             model,
             sets,
@@ -428,8 +429,14 @@ def _preference_trainer(ctx: RunContext, model, tokenizer, data: RunData, args, 
             fresh_adapter=config.tuning == "lora" and ctx.base.adapter is None,
             cache=ctx.run_dir / pref.REFERENCE_FILE,
             key=f"{ctx.job.id}:{ctx.job.data_hash}:{ctx.base.name}:{config.max_length}",
+            exact=frozenset({"valid"}),
         )
-        ctx.store.events.add(ctx.job.id, ev.REFERENCE_READY.format(n=len(logps["train"])))
+        seconds = time.monotonic() - started
+        ctx.store.events.add(
+            ctx.job.id,
+            ev.REFERENCE_READY.format(n=len(logps["train"]), seconds=seconds),
+            data={"reference_seconds": round(seconds, 3)},
+        )
         train = train.add_column("ref", logps["train"])
         if full is not None:
             full = full.add_column("ref", logps["valid"])
