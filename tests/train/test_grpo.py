@@ -55,10 +55,12 @@ def write_prompts(path: Path) -> Path:
     return path
 
 
-def claimed_job(store, data: Path, **settings):
+def claimed_job(store, data: Path, valid: Path | None = None, **settings):
     file = store.files.add_path(data, "fine-tune")
+    valid_id = store.files.add_path(valid, "fine-tune").id if valid else None
     config = load_config(None, {"method": "grpo", "suffix": "rl", **settings})
-    job = validate_files(store, create_job(store, config, training_file=file.id, seed=3))
+    job = create_job(store, config, training_file=file.id, validation_file=valid_id, seed=3)
+    job = validate_files(store, job)
     assert job.status == "queued", store.events.list(job.id).data[0].message
     return store.jobs.claim(job.id, RUNNER, only_from={"queued"})
 
@@ -107,9 +109,13 @@ def test_a_failing_python_grader_scores_zero_and_the_run_goes_on(tmp_path, tiny_
         "calculate_output": "0.5 * picky + 0.5 * yes",
     }
     store = open_store()
+    prompts = write_prompts(tmp_path / "prompts.jsonl")
+    valid = tmp_path / "valid.jsonl"
+    valid.write_text("".join(prompts.read_text().splitlines(keepends=True)[:4]))
     job = claimed_job(
         store,
-        write_prompts(tmp_path / "prompts.jsonl"),
+        prompts,
+        valid,
         model=str(tiny_model_dir),
         grader=grader,
         epochs=1,
@@ -122,3 +128,7 @@ def test_a_failing_python_grader_scores_zero_and_the_run_goes_on(tmp_path, tiny_
     assert any("Grader failed on" in m and "odd length" in m for m in warnings), warnings
     metrics = store.events.metrics(job.id)
     assert {"train_reward_picky", "train_reward_yes"} <= metrics[-1].keys()
+    # validation: one answer sampled per held-out prompt and graded, no loss
+    assert 0.0 <= metrics[0]["valid_reward"] <= 1.0 and "valid_loss" not in metrics[0]
+    assert "full_valid_reward" in metrics[-1]
+    assert (Path(done.run_dir) / "loss.png").exists()

@@ -82,12 +82,14 @@ class RunCallback(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         stats = self.trainer.take_eval_stats()
-        self.run.last_valid_loss = stats.loss
+        numbers = stats.metrics()
+        # A GRPO validation samples and grades answers: it has a reward, no loss.
+        self.run.last_valid_loss = numbers.get("loss")
         if self.pending is not None:
             prefix = "full_valid" if self.run.final_eval else "valid"
-            self.pending.update({f"{prefix}_{k}": v for k, v in stats.metrics().items()})
+            self.pending.update({f"{prefix}_{k}": v for k, v in numbers.items()})
         patience = self.run.config.early_stopping_patience
-        if patience is not None and not self.run.final_eval:
+        if patience is not None and not self.run.final_eval and "loss" in numbers:
             if self.best_valid is None or stats.loss < self.best_valid:
                 self.best_valid, self.bad_evals = stats.loss, 0
             else:

@@ -36,6 +36,13 @@ def step_message(data: dict) -> str:
         text += f", full validation loss={data['full_valid_loss']:.2f}"
     elif "valid_loss" in data:
         text += f", validation loss={data['valid_loss']:.2f}"
+    # GRPO: the grader's mean reward says more than its loss does
+    if "train_reward" in data:
+        text += f", reward={data['train_reward']:.2f}"
+    for prefix, name in (("full_valid", "full validation"), ("valid", "validation")):
+        if f"{prefix}_reward" in data:
+            text += f", {name} reward={data[f'{prefix}_reward']:.2f}"
+            break
     return text
 
 

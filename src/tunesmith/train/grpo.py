@@ -118,7 +118,8 @@ class GRPOStats:
     seen_tokens: int = 0
 
     def metrics(self) -> dict[str, float]:
-        return {"loss": self.loss, **self.metrics_}
+        loss = {"loss": self.loss} if self.losses else {}  # a validation has none
+        return {**loss, **self.metrics_}
 
     @property
     def loss(self) -> float:
@@ -136,6 +137,7 @@ class TunesmithGRPOTrainer(GRPOTrainer):
     def __init__(self, *args, sampler: str = "tunesmith", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.step_stats = GRPOStats()
+        self.eval_stats = GRPOStats()
         self.sampler = sampler
 
     def _generate_single_turn(
@@ -187,7 +189,42 @@ class TunesmithGRPOTrainer(GRPOTrainer):
         return stats
 
     def take_eval_stats(self) -> GRPOStats:
-        return GRPOStats()
+        stats, self.eval_stats = self.eval_stats, GRPOStats()
+        return stats
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        """OpenAI's validation reward: one answer sampled per validation prompt (at the run's
+        temperature), graded like training's. TRL's own evaluation would also compute a loss
+        over several answers per prompt, several times the cost on a CPU."""
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        model = self.accelerator.unwrap_model(self.model)
+        prompts = dataset["prompt"]
+        ids = [self._tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        answers = sample_answers(
+            model,
+            self._tokenizer,
+            ids,
+            eos_ids=list(self.eos_token_ids),
+            max_tokens=self.max_completion_length,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            device=str(self.accelerator.device),
+        )
+        texts = self._tokenizer.batch_decode(answers, skip_special_tokens=True)
+        reward = next(f for f in self.reward_funcs if isinstance(f, GraderReward))
+        rewards = reward(prompts, texts, dataset["item"])
+        mean = sum(rewards) / len(rewards)
+        std = (sum((r - mean) ** 2 for r in rewards) / max(len(rewards) - 1, 1)) ** 0.5
+        self.eval_stats.metrics_ = {
+            "reward": mean,
+            "reward_std": std,
+            "completion_length": sum(len(a) for a in answers) / len(answers),
+        }
+        metrics = {f"{metric_key_prefix}_reward": mean}
+        self.control = self.callback_handler.on_evaluate(
+            self.args, self.state, self.control, metrics
+        )
+        return metrics
 
     def train(self, *args, **kwargs):
         try:
@@ -234,7 +271,14 @@ def sample_answers(
 
 
 def trainer(
-    ctx: RunContext, model, tokenizer, train: Dataset, device: str, precision: str, callback
+    ctx: RunContext,
+    model,
+    tokenizer,
+    train: Dataset,
+    valid: Dataset | None,
+    device: str,
+    precision: str,
+    callback,
 ) -> TunesmithGRPOTrainer:
     import trl
 
@@ -245,11 +289,14 @@ def trainer(
         **trainer_args(config, resolved, ctx.run_dir, device, precision),
         # TRL counts answers per step; tunesmith's batch_size counts prompts, as OpenAI's does.
         per_device_train_batch_size=resolved.batch_size * config.num_generations,
+        # TRL checks this divides by num_generations; tunesmith's validation samples one each
+        per_device_eval_batch_size=resolved.batch_size * config.num_generations,
         num_generations=config.num_generations,
         max_completion_length=config.max_completion_length,
         temperature=config.temperature,
         beta=config.beta,
-        eval_strategy="no",
+        eval_strategy="steps" if valid is not None else "no",
+        eval_steps=resolved.eval_steps if valid is not None else None,
         log_completions=False,
         generation_kwargs={"use_cache": True},
     )
@@ -260,6 +307,7 @@ def trainer(
         reward_funcs=[GraderReward(ctx, config.grader)],
         args=args,
         train_dataset=train,
+        eval_dataset=valid,
         processing_class=left_padding,
         callbacks=[callback],
         sampler=config.sampler,

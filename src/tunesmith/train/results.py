@@ -79,15 +79,11 @@ def plot_curves(metrics: list[dict], path: Path, title: str) -> Path:
         ("valid", "validation", "o-"),
         ("full_valid", "full validation", "s"),
     ):
-        points = [
-            (m["step"], m[f"{prefix}_loss"], m.get(f"{prefix}_{score}"))
-            for m in metrics
-            if f"{prefix}_loss" in m
-        ]
-        if points:
-            xs, losses, accs = zip(*points, strict=True)
-            loss_ax.plot(xs, losses, style, label=label, color="#ea580c")
-            acc_ax.plot(xs, accs, style, label=label, color="#ea580c")
+        for ax, key in ((loss_ax, "loss"), (acc_ax, score)):
+            points = [(m["step"], m[f"{prefix}_{key}"]) for m in metrics if f"{prefix}_{key}" in m]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, style, label=label, color="#ea580c")
     loss_ax.set(xlabel="step", ylabel="loss", title="Loss")
     acc_ax.set(xlabel="step", ylabel=score.replace("_", " "), title=score_title)
     if ylim:

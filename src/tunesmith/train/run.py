@@ -369,7 +369,9 @@ def _trainer(ctx: RunContext, tokenizer, data: RunData):
     if method == "grpo":
         from tunesmith.train import grpo
 
-        trainer = grpo.trainer(ctx, model, tokenizer, data.train, device, precision, callback)
+        trainer = grpo.trainer(
+            ctx, model, tokenizer, data.train, data.periodic_eval, device, precision, callback
+        )
     else:
         args = trl_args(
             ctx.config, ctx.resolved, ctx.run_dir, device, precision, data.periodic_eval is not None
