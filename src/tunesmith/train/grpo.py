@@ -154,6 +154,9 @@ class TunesmithGRPOTrainer(GRPOTrainer):
             return super()._generate_single_turn(
                 prompt_ids, images, multimodal_fields, num_generations, has_tool_images
             )
+        return self._sample(prompt_ids), None
+
+    def _sample(self, prompt_ids: list[list[int]]) -> list[list[int]]:
         return sample_answers(
             self.accelerator.unwrap_model(self.model),
             self._tokenizer,
@@ -163,7 +166,7 @@ class TunesmithGRPOTrainer(GRPOTrainer):
             temperature=self.temperature,
             top_p=self.top_p,
             device=str(self.accelerator.device),
-        ), None
+        )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -197,18 +200,9 @@ class TunesmithGRPOTrainer(GRPOTrainer):
         temperature), graded like training's. TRL's own evaluation would also compute a loss
         over several answers per prompt, several times the cost on a CPU."""
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
-        model = self.accelerator.unwrap_model(self.model)
         prompts = dataset["prompt"]
-        ids = [self._tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        answers = sample_answers(
-            model,
-            self._tokenizer,
-            ids,
-            eos_ids=list(self.eos_token_ids),
-            max_tokens=self.max_completion_length,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            device=str(self.accelerator.device),
+        answers = self._sample(
+            [self._tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         )
         texts = self._tokenizer.batch_decode(answers, skip_special_tokens=True)
         reward = next(f for f in self.reward_funcs if isinstance(f, GraderReward))
