@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,6 +16,7 @@ from rich.progress import (
 )
 
 from tunesmith.cli.console import err
+from tunesmith.signals import StopFlag
 from tunesmith.train.events import Progress as StepProgress
 
 
@@ -58,12 +58,12 @@ def training_bar(description: str) -> Iterator:
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
+def stop_on_signals() -> Iterator[StopFlag]:
     """SIGINT/SIGTERM ask the run to stop after the current step (it saves a checkpoint).
 
     A second Ctrl-C stops at once; the job is then marked failed, never left running.
     """
-    stop = threading.Event()
+    stop = StopFlag()  # not a threading.Event: see signals.py
 
     def handler(signum, frame):
         if stop.is_set() and signum == signal.SIGINT:

@@ -41,9 +41,10 @@ def worker_main(settings: dict, task_runners: dict[str, TaskRunner]) -> None:
     from tunesmith.jobs.children import die_with_parent
     from tunesmith.jobs.service import run_next
     from tunesmith.logs import quiet_libraries
+    from tunesmith.signals import StopFlag
     from tunesmith.store import open_store
 
-    stop = threading.Event()
+    stop = StopFlag()  # not a threading.Event: see signals.py
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     die_with_parent(signal.SIGTERM)  # SIGTERM: a running job stops at a step and is requeued
     quiet_libraries()
