@@ -6,7 +6,14 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "tunesmith"
-LEAVES = {"settings", "errors", "ids", "logs", "signals", "tasks"}  # import nothing of ours but each other
+LEAVES = {
+    "settings",
+    "errors",
+    "ids",
+    "logs",
+    "signals",
+    "tasks",
+}  # import nothing of ours but each other
 # room -> the rooms it may import (besides the leaves). Keep in step with docs/architecture.md.
 MAY_IMPORT: dict[str, set[str]] = {
     "models": set(),

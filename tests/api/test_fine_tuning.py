@@ -12,10 +12,10 @@ import pytest
 from tunesmith.api.protocol.fine_tuning import CreateFineTuningJob, Hyperparameters
 from tunesmith.api.routes.fine_tuning import (
     method_hyperparameters,
-    stored_method,
     to_config,
 )
 from tunesmith.errors import TunesmithError
+from tunesmith.jobs.service import openai_method
 from tunesmith.store import open_store
 from tunesmith.train.config import BASE_LEARNING_RATE
 
@@ -297,7 +297,7 @@ def test_openai_fields_become_an_sft_config():
     assert (config.model, config.suffix, config.seed) == (MODEL, "s", 3)
     assert (config.epochs, config.batch_size) == (4, 2)
     assert config.learning_rate == pytest.approx(0.5 * BASE_LEARNING_RATE["sft"]["lora"])
-    assert stored_method(body, config, hp)["supervised"]["hyperparameters"] == {
+    assert openai_method(config, hp.model_dump())["supervised"]["hyperparameters"] == {
         "n_epochs": 4,
         "batch_size": 2,
         "learning_rate_multiplier": 0.5,
@@ -308,7 +308,7 @@ def test_openai_fields_become_an_sft_config():
 
     extension = request(config={"learning_rate": 2e-4, "epochs": 3})
     config = to_config(extension, method_hyperparameters(extension))
-    method = stored_method(extension, config, Hyperparameters())["supervised"]["hyperparameters"]
+    method = openai_method(config, Hyperparameters().model_dump())["supervised"]["hyperparameters"]
     assert method == {"n_epochs": 3, "batch_size": "auto", "learning_rate_multiplier": 0.5}
 
 
@@ -344,12 +344,12 @@ def test_dpo_and_reinforcement_requests_become_their_configs():
     config = to_config(dpo, hp)
     assert (config.method, config.beta, config.epochs) == ("dpo", 0.25, 2)
     assert config.learning_rate == pytest.approx(2 * BASE_LEARNING_RATE["dpo"]["lora"])
-    assert stored_method(dpo, config, hp)["dpo"]["hyperparameters"]["beta"] == 0.25
+    assert openai_method(config, hp.model_dump())["dpo"]["hyperparameters"]["beta"] == 0.25
 
     orpo = request(method={"type": "dpo"}, config={"method": "orpo", "beta": 0.3})
     config = to_config(orpo, method_hyperparameters(orpo))
     assert (config.method, config.beta) == ("orpo", 0.3)
-    assert stored_method(orpo, config, method_hyperparameters(orpo))["type"] == "dpo"
+    assert openai_method(config, method_hyperparameters(orpo).model_dump())["type"] == "dpo"
 
     grader = {
         "type": "string_check",
@@ -367,7 +367,7 @@ def test_dpo_and_reinforcement_requests_become_their_configs():
     hp = method_hyperparameters(rft)
     config = to_config(rft, hp)
     assert (config.method, config.grader["operation"], config.num_generations) == ("grpo", "eq", 8)
-    stored = stored_method(rft, config, hp)
+    stored = openai_method(config, hp.model_dump())
     assert (
         stored["type"] == "reinforcement" and stored["reinforcement"]["grader"]["name"] == "exact"
     )

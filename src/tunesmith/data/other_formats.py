@@ -110,6 +110,12 @@ def prompt_completion_record(row: Any, issues: RowIssues) -> Conversation | None
     return Conversation(messages=messages, line=issues.line)
 
 
+def mapped_text(row: dict, source: str) -> str | None:
+    """What a mapping's entry gives for a row: literal text after "=" (with {column} filled), or
+    the named column's cell as text."""
+    return fill(source[1:], row) if source.startswith(LITERAL) else cell_text(row.get(source))
+
+
 def columns_record(row: Any, issues: RowIssues, mapping: dict[str, str]) -> Conversation | None:
     """A table row through a column mapping such as {"user": "question", "assistant": "answer"}."""
     if not_an_object(row, issues, "a table row"):
@@ -119,7 +125,7 @@ def columns_record(row: Any, issues: RowIssues, mapping: dict[str, str]) -> Conv
         source = mapping.get(role)
         if source is None:
             continue
-        text = fill(source[1:], row) if source.startswith(LITERAL) else cell_text(row.get(source))
+        text = mapped_text(row, source)
         if text and text.strip():
             messages.append(Message(role=role, content=text))
         elif role == "user":

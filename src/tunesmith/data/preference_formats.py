@@ -11,7 +11,7 @@ from typing import Any
 
 from tunesmith.data.issues import RowIssues, type_name
 from tunesmith.data.openai_format import answers, parse_message, parse_tools
-from tunesmith.data.other_formats import LITERAL, cell_text, fill, not_an_object
+from tunesmith.data.other_formats import mapped_text, not_an_object
 from tunesmith.data.pairs import check_prompt_end, make_pair
 from tunesmith.data.records import Conversation, KTOExample, Message, PreferencePair, Record
 from tunesmith.errors import TunesmithError
@@ -246,7 +246,7 @@ def preference_columns_record(
         source = mapping.get(role)
         if source is None:
             continue
-        text = fill(source[1:], row) if source.startswith(LITERAL) else cell_text(row.get(source))
+        text = mapped_text(row, source)
         if text and text.strip():
             texts[role] = text
         elif role != "system":

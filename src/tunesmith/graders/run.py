@@ -1,4 +1,4 @@
-"""Grading: one sample (`grade`), many (`grade_batch`, `Grading`), with OpenAI's error flags.
+"""Grading: one sample (`grade`), many with one sandbox worker (`Grading`), with OpenAI's error flags.
 
 A sample's failure (a missing template variable, a python grader that crashes, a judge that
 answers nonsense) is its reward of 0 with the flag and the reason set, never an exception: GRPO
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -234,18 +233,3 @@ def grade(
     """One sample's grade (a python grader's worker lives for this call only)."""
     with Grading(grader, judge=judge, limits=limits) as grading:
         return grading.grade(sample, item)
-
-
-def grade_batch(
-    grader: Grader,
-    samples: Sequence[dict],
-    items: Sequence[Any],
-    *,
-    judge: Judge | None = None,
-    limits: Limits | None = None,
-) -> list[GradeResult]:
-    """Each sample with its item, in order, reusing one sandbox worker per python grader."""
-    if len(samples) != len(items):
-        raise TunesmithError(f"{len(samples)} samples but {len(items)} items: give one item each.")
-    with Grading(grader, judge=judge, limits=limits) as grading:
-        return [grading.grade(sample, item) for sample, item in zip(samples, items, strict=True)]

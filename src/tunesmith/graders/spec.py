@@ -161,6 +161,13 @@ _TYPES: dict[str, type[BaseModel]] = {
 }
 
 
+def model_graders(grader: Grader) -> list[tuple[str, ScoreModelGrader | LabelModelGrader]]:
+    """The parts of a grader that a served model judges, each with its key in a multi grader
+    ("" for a grader that is one itself): they need a judge, and their models must exist."""
+    parts = grader.graders.items() if isinstance(grader, MultiGrader) else [("", grader)]
+    return [(key, g) for key, g in parts if isinstance(g, ScoreModelGrader | LabelModelGrader)]
+
+
 def _did_you_mean(word: Any, choices: list[str]) -> str:
     close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.5)
     lead = f"Did you mean {close[0]!r}? " if close else ""

@@ -20,7 +20,7 @@ from tunesmith.errors import TunesmithError
 from tunesmith.models.naming import clean_suffix
 from tunesmith.store.lifecycle import Runner
 from tunesmith.train import events as ev
-from tunesmith.train.config import SFTConfig, parse_config
+from tunesmith.train.config import SFTConfig, base_learning_rate, parse_config
 
 if TYPE_CHECKING:
     from tunesmith.data.readers import ReadResult
@@ -29,19 +29,6 @@ if TYPE_CHECKING:
     from tunesmith.store.jobs import JobRow
 
 TRAINABLE_PURPOSES = {"fine-tune"}
-# What kind of examples each training method reads (the data room's names for them).
-DATA_KIND = {
-    "sft": "supervised",
-    "dpo": "dpo",
-    "orpo": "dpo",
-    "kto": "kto",
-    "grpo": "reinforcement",
-}
-
-
-def data_format(config: SFTConfig) -> str:
-    """An RFT line looks like a chat line: a grpo job's files are read as RFT, not guessed."""
-    return "rft" if config.method == "grpo" else "auto"
 
 
 def grader_fields(config: SFTConfig) -> list[str] | None:
@@ -136,20 +123,25 @@ def create_job(
     return job
 
 
-def openai_method(config: SFTConfig) -> dict:
-    """The job's `method` as OpenAI shows it, for a job made from a config (the CLI's)."""
-    kind = {"sft": "supervised", "grpo": "reinforcement"}.get(config.method, "dpo")
+def openai_method(config: SFTConfig, asked: dict | None = None) -> dict:
+    """The job's `method` as OpenAI echoes it: the hyperparameters a request `asked` for (OpenAI's
+    extras such as compute_multiplier too), the config's numbers over them, "auto" where the data
+    decides (the run fills those in when training starts), and a grpo job's grader."""
+    rate = config.learning_rate
     hyperparameters = {
+        **(asked or {}),
         "n_epochs": config.epochs,
         "batch_size": config.batch_size,
-        "learning_rate_multiplier": "auto",
+        "learning_rate_multiplier": (
+            "auto" if rate == "auto" else round(rate / base_learning_rate(config), 6)
+        ),
     }
     if hasattr(config, "beta"):
         hyperparameters["beta"] = config.beta
     section: dict = {"hyperparameters": hyperparameters}
-    if config.method == "grpo":
+    if getattr(config, "grader", None) is not None:
         section["grader"] = config.grader
-    return {"type": kind, kind: section}
+    return {"type": config.openai_type, config.openai_type: section}
 
 
 def check_job_files(store: Store, job: JobRow) -> Report:
@@ -167,8 +159,8 @@ def check_job_files(store: Store, job: JobRow) -> Report:
             Path(_training_file(store, validation, "validation_file").path) if validation else None
         ),
         mapping=config.mapping,
-        fmt=data_format(config),
-        method=DATA_KIND[config.method],
+        fmt=config.data_format,
+        method=config.data_kind,
         n_epochs=config.epochs,
         item_fields=grader_fields(config),
     )
@@ -233,7 +225,7 @@ def submit_here(store: Store, cfg: SFTConfig, runner: Runner | None = None) -> S
         )
     # Each file is read once: the check and the stored copy use the same records.
     results = [
-        read(path, mapping=cfg.mapping, fmt=data_format(cfg))
+        read(path, mapping=cfg.mapping, fmt=cfg.data_format)
         for path in filter(None, (cfg.data, cfg.validation))
     ]
     report = check(
@@ -242,7 +234,7 @@ def submit_here(store: Store, cfg: SFTConfig, runner: Runner | None = None) -> S
         max_length=cfg.max_length,
         validation=results[1] if len(results) > 1 else None,
         n_epochs=cfg.epochs,
-        method=DATA_KIND[cfg.method],
+        method=cfg.data_kind,
         item_fields=grader_fields(cfg),
     )
     report.raise_for_errors()

@@ -12,7 +12,7 @@ import difflib
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -75,6 +75,10 @@ class SFTConfig(BaseModel):
     """Supervised fine-tuning of one model on one chat dataset; the settings every method shares."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # What the method reads and how OpenAI names it (its `method.type`):
+    data_kind: ClassVar[str] = "supervised"  # the kind of examples data.checks expects
+    data_format: ClassVar[str] = "auto"  # how data.read reads the files
+    openai_type: ClassVar[str] = "supervised"
 
     method: Literal["sft"] = Field(
         default="sft",
@@ -181,6 +185,8 @@ class DPOConfig(SFTConfig):
     """Direct preference optimisation on pairs: raise the preferred answer's log-probability
     relative to the rejected one's, measured against the model as it was when training began."""
 
+    data_kind: ClassVar[str] = "dpo"
+    openai_type: ClassVar[str] = "dpo"
     method: Literal["dpo"] = "dpo"  # type: ignore[assignment]
     beta: float = Field(
         default=0.1,
@@ -202,6 +208,8 @@ class ORPOConfig(SFTConfig):
     """Odds-ratio preference optimisation: SFT on the preferred answer plus a term that lowers
     the odds of the rejected one. No reference model, so no reference pass."""
 
+    data_kind: ClassVar[str] = "dpo"
+    openai_type: ClassVar[str] = "dpo"
     method: Literal["orpo"] = "orpo"  # type: ignore[assignment]
     beta: float = Field(
         default=0.1, gt=0, description="Weight of the odds-ratio term against the SFT loss."
@@ -211,6 +219,8 @@ class ORPOConfig(SFTConfig):
 class KTOConfig(SFTConfig):
     """Kahneman-Tversky optimisation on single answers labelled good or bad (pairs split)."""
 
+    data_kind: ClassVar[str] = "kto"
+    openai_type: ClassVar[str] = "dpo"
     method: Literal["kto"] = "kto"  # type: ignore[assignment]
     beta: float = Field(
         default=0.1, gt=0, description="How far from the reference the model may move."
@@ -225,6 +235,9 @@ class GRPOConfig(SFTConfig):
     """Reinforcement fine-tuning with a grader (OpenAI's `reinforcement` method), by TRL's GRPO:
     several answers per prompt, each scored, pushed towards the better-than-average ones."""
 
+    data_kind: ClassVar[str] = "reinforcement"
+    openai_type: ClassVar[str] = "reinforcement"
+    data_format: ClassVar[str] = "rft"  # an RFT line looks like a chat line: never guessed
     method: Literal["grpo"] = "grpo"  # type: ignore[assignment]
     grader: dict[str, Any] | None = Field(
         default=None,

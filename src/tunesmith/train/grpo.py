@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -40,11 +41,11 @@ def prompt_dataset(records: list, tokenizer) -> Dataset:
     fields as the item its grader reads (JSON text: items differ in shape from line to line)."""
     from datasets import Dataset
 
-    from tunesmith.data.render import prompt_text
+    from tunesmith.data.preference import encode_rft_prompt
 
     return Dataset.from_dict(
         {
-            "prompt": [prompt_text(tokenizer, r.messages, r.tools) for r in records],
+            "prompt": [encode_rft_prompt(tokenizer, r) for r in records],
             "item": [json.dumps(r.item) for r in records],
         }
     )
@@ -57,17 +58,19 @@ class GraderReward:
 
     def __init__(self, ctx: RunContext, grader: Any) -> None:
         from tunesmith.graders.run import Grading
-        from tunesmith.graders.spec import parse_grader
+        from tunesmith.graders.spec import model_graders, parse_grader
 
         self.ctx = ctx
         parsed = parse_grader(grader)
         self.__name__ = parsed.name or parsed.type
+        self.engine = None  # a judge model's, only when the grader has a model grader
         judge = None
-        if _has_model_grader(grader):
+        if model_graders(parsed):
             from tunesmith.graders.model import engine_judge
             from tunesmith.infer.engine import Engine
 
-            judge = engine_judge(Engine(max_batch=8), ctx.store.models.resolve)
+            self.engine = Engine(max_batch=8)
+            judge = engine_judge(self.engine, ctx.store.models.resolve)
         self.grading = Grading(parsed, judge=judge)
 
     def __call__(self, prompts, completions, item, log_metric=None, **kwargs) -> list[float]:
@@ -86,7 +89,7 @@ class GraderReward:
                 failures[result.error] += 1
         if log_metric is not None:
             for name, values in subs.items():
-                log_metric(f"rewards/{name}", sum(values) / len(values))
+                log_metric(f"rewards/{name}", statistics.fmean(values))
         for reason, count in failures.items():
             self.ctx.store.events.add(
                 self.ctx.job.id,
@@ -97,14 +100,8 @@ class GraderReward:
 
     def close(self) -> None:
         self.grading.close()
-
-
-def _has_model_grader(grader: Any) -> bool:
-    if not isinstance(grader, dict):
-        return False
-    if grader.get("type") in ("score_model", "label_model"):
-        return True
-    return any(_has_model_grader(g) for g in (grader.get("graders") or {}).values())
+        if self.engine is not None:
+            self.engine.close()
 
 
 @dataclass
@@ -185,10 +182,12 @@ class TunesmithGRPOTrainer(GRPOTrainer):
         for trl_name, name in METRICS.items():
             values = [v for v in logged.get(trl_name, []) if not math.isnan(v)]
             if values:
-                stats.metrics_[name] = sum(values) / len(values)
+                stats.metrics_[name] = statistics.fmean(values)
         for trl_name, values in logged.items():
-            if trl_name.startswith("rewards/") and values and "/" not in trl_name[8:]:
-                stats.metrics_[f"reward_{trl_name[8:]}"] = sum(values) / len(values)
+            # a multi grader's parts, as GraderReward logs them (TRL's own are rewards/NAME/mean)
+            part = trl_name.removeprefix("rewards/")
+            if part != trl_name and "/" not in part and values:
+                stats.metrics_[f"reward_{part}"] = statistics.fmean(values)
         return stats
 
     def take_eval_stats(self) -> GRPOStats:
@@ -207,14 +206,12 @@ class TunesmithGRPOTrainer(GRPOTrainer):
         texts = self._tokenizer.batch_decode(answers, skip_special_tokens=True)
         reward = next(f for f in self.reward_funcs if isinstance(f, GraderReward))
         rewards = reward(prompts, texts, dataset["item"])
-        mean = sum(rewards) / len(rewards)
-        std = (sum((r - mean) ** 2 for r in rewards) / max(len(rewards) - 1, 1)) ** 0.5
         self.eval_stats.metrics_ = {
-            "reward": mean,
-            "reward_std": std,
-            "completion_length": sum(len(a) for a in answers) / len(answers),
+            "reward": statistics.fmean(rewards),
+            "reward_std": statistics.stdev(rewards) if len(rewards) > 1 else 0.0,
+            "completion_length": statistics.fmean(len(a) for a in answers),
         }
-        metrics = {f"{metric_key_prefix}_reward": mean}
+        metrics = {f"{metric_key_prefix}_reward": self.eval_stats.metrics_["reward"]}
         self.control = self.callback_handler.on_evaluate(
             self.args, self.state, self.control, metrics
         )

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from transformers import Trainer
 
 from tunesmith.data.render import IGNORE
-from tunesmith.train.trainer import real_tokens, scored_positions
+from tunesmith.train.trainer import backward_by_rows, real_tokens, scored_positions
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -457,22 +457,19 @@ class PreferenceTrainer(Trainer):
         inputs = self._prepare_inputs(inputs)
         chosen_tokens = _chosen_tokens(inputs, self.objective.sides)
         lengths = inputs["num_tokens"].tolist()
-        losses = []
+        chunks = []
         for row in range(rows):
             chunk = {
                 key: inputs[key][row : row + 1, : lengths[row]]
                 for key in ("input_ids", "labels", "position_ids", "segments")
             }
             chunk["num_tokens"] = inputs["num_tokens"][row : row + 1]
+            # the per-unit tensors (references, labels, rows) stay whole: units index them
             chunk.update({k: v for k, v in inputs.items() if k not in chunk})
             chunk["_rows"] = torch.tensor([row], device=inputs["input_ids"].device)
             chunk["_chosen_tokens"] = chosen_tokens
-            sync = self.accelerator.no_sync(model) if row < rows - 1 else nullcontext()
-            with sync, self.compute_loss_context_manager():
-                loss = self.compute_loss(model, chunk)
-                self.accelerator.backward(loss)
-            losses.append(loss.detach())
-        return torch.stack(losses).sum()
+            chunks.append(chunk)
+        return backward_by_rows(self, model, chunks)
 
     def evaluate(self, *args, **kwargs):
         """Validation in fp32 (see `full_precision`), whatever precision training uses."""
@@ -499,10 +496,6 @@ def _chosen_tokens(inputs: dict[str, torch.Tensor], sides: int) -> int:
     scored = inputs["labels"][:, 1:] != IGNORE
     segments = inputs["segments"][:, 1:][scored]
     return int((segments % sides == 0).sum()) if sides == 2 else int(segments.numel())
-
-
-def with_reference(dataset: Dataset, logps: list[list[float]]) -> Dataset:
-    return dataset.add_column("ref", logps)
 
 
 def unit_dataset(columns: dict[str, Any]) -> Dataset:

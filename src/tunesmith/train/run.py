@@ -248,7 +248,7 @@ def _data(job: JobRow, store: Store, config: SFTConfig, tokenizer) -> RunData:
             "A resumed run must see the same data; start a new job for new data.",
             param="training_file",
         )
-    fmt = "rft" if config.method == "grpo" else "auto"  # as jobs.service.data_format reads it
+    fmt = config.data_format
     train = _encoded(read(train_path, mapping=config.mapping, fmt=fmt).records, config, tokenizer)
     full = None
     if job.validation_file:

@@ -73,6 +73,20 @@ def real_tokens(inputs: dict[str, torch.Tensor]) -> int:
     return int(inputs["input_ids"].numel())
 
 
+def backward_by_rows(trainer, model, chunks: list[dict], **loss_kwargs) -> torch.Tensor:
+    """Forward and backward one row of a batch at a time, gradients summed; each row's loss must
+    already be its share of the batch's mean loss. The step's loss is the rows' sum."""
+    losses = []
+    for i, chunk in enumerate(chunks):
+        # Gradients are all-reduced once, after the last row (when training on several ranks).
+        sync = trainer.accelerator.no_sync(model) if i < len(chunks) - 1 else nullcontext()
+        with sync, trainer.compute_loss_context_manager():
+            loss = trainer.compute_loss(model, chunk, **loss_kwargs)
+            trainer.accelerator.backward(loss)
+        losses.append(loss.detach())
+    return torch.stack(losses).sum()
+
+
 class TunesmithSFTTrainer(SFTTrainer):
     """SFTTrainer whose loss and token accuracy come from `assistant_loss`.
 
@@ -116,23 +130,18 @@ class TunesmithSFTTrainer(SFTTrainer):
         total = num_items_in_batch
         if total is None:
             total = (inputs["labels"][:, 1:] != IGNORE).sum()
-        losses = []
         lengths = inputs["num_tokens"].tolist()
-        for row in range(rows):
-            # The row alone, its padding cut off: no compute is spent on it.
-            chunk = {
+        # Each row alone, its padding cut off: no compute is spent on it.
+        chunks = [
+            {
                 key: value[row : row + 1, : lengths[row]]
                 if value.dim() == 2
                 else value[row : row + 1]
                 for key, value in inputs.items()
             }
-            # Gradients are all-reduced once, after the last row (when training on several ranks).
-            sync = self.accelerator.no_sync(model) if row < rows - 1 else nullcontext()
-            with sync, self.compute_loss_context_manager():
-                loss = self.compute_loss(model, chunk, num_items_in_batch=total)
-                self.accelerator.backward(loss)
-            losses.append(loss.detach())
-        return torch.stack(losses).sum()
+            for row in range(rows)
+        ]
+        return backward_by_rows(self, model, chunks, num_items_in_batch=total)
 
     def take_train_stats(self) -> StepStats:
         stats, self.train_stats = self.train_stats, StepStats()

@@ -22,7 +22,7 @@ from tunesmith.api.protocol.fine_tuning import (
 )
 from tunesmith.errors import NotFoundError, TunesmithError
 from tunesmith.jobs import control
-from tunesmith.jobs.service import create_job
+from tunesmith.jobs.service import create_job, openai_method
 from tunesmith.train.config import (
     METHOD_CONFIGS,
     GRPOConfig,
@@ -57,8 +57,6 @@ _UNION_ARMS = (
 # Files come by id (training_file, validation_file), never as paths on the server. (`mapping`,
 # the columns of an uploaded CSV or Parquet file, does come through `config`.)
 _NOT_THROUGH_API = ("data", "validation")
-# OpenAI's method type -> the tunesmith methods that `config.method` may pick under it
-_METHODS = {"supervised": ("sft",), "dpo": ("dpo", "orpo", "kto"), "reinforcement": ("grpo",)}
 
 
 # --- translation: the request → the stored method and a config (pure, testable) -----------------
@@ -135,7 +133,8 @@ def to_config(body: CreateFineTuningJob, hp: Hyperparameters) -> SFTConfig:
                 "validation_file.",
                 param=f"config.{key}",
             )
-    allowed = _METHODS[kind]
+    # the tunesmith methods `config.method` may pick under OpenAI's method type
+    allowed = [name for name, model in METHOD_CONFIGS.items() if model.openai_type == kind]
     extra.setdefault("method", allowed[0])
     if extra["method"] in ("lora", "full"):  # the name tuning had before preference methods
         extra["tuning"] = extra.pop("method")
@@ -202,31 +201,6 @@ def _conflict(key: str, in_config: Any, in_request: Any, kind: str) -> Tunesmith
     )
 
 
-def stored_method(body: CreateFineTuningJob, config: SFTConfig, hp: Hyperparameters) -> dict:
-    """The job's `method` as OpenAI echoes it: the numbers asked for, "auto" for the rest (the
-    run fills in the resolved numbers when training starts)."""
-    kind = method_type(body)
-    multiplier = hp.learning_rate_multiplier
-    if multiplier == "auto" and config.learning_rate != "auto":  # given as config.learning_rate
-        multiplier = round(config.learning_rate / base_learning_rate(config), 6)
-    hyperparameters = {
-        **hp.model_dump(),
-        "n_epochs": config.epochs,
-        "batch_size": config.batch_size,
-        "learning_rate_multiplier": multiplier,
-    }
-    if (
-        "beta" in hyperparameters
-        and hyperparameters["beta"] == "auto"
-        and "beta" in (body.config or {})
-    ):
-        hyperparameters["beta"] = config.beta
-    section: dict[str, Any] = {"hyperparameters": hyperparameters}
-    if kind == "reinforcement":
-        section["grader"] = config.grader
-    return {"type": kind, kind: section}
-
-
 def _check_model(store, name: str) -> None:
     """An unknown model is a bad request here (400 model_not_available), not a missing page."""
     try:
@@ -258,7 +232,7 @@ def create_fine_tuning_job(
         validation_file=body.validation_file,
         seed=body.seed,
         metadata=body.metadata,
-        method=stored_method(body, config, hp),
+        method=openai_method(config, hp.model_dump()),
     )
     request.app.state.supervisor.validate_soon(job.id)
     return job.to_openai(settings.org)

@@ -17,14 +17,7 @@ from tunesmith.api.protocol.graders import (
 from tunesmith.errors import TunesmithError
 from tunesmith.graders.model import engine_judge
 from tunesmith.graders.run import grade, make_sample
-from tunesmith.graders.spec import (
-    Grader,
-    LabelModelGrader,
-    MultiGrader,
-    ScoreModelGrader,
-    grader_json,
-    parse_grader,
-)
+from tunesmith.graders.spec import Grader, grader_json, model_graders, parse_grader
 from tunesmith.store import Store
 
 router = APIRouter(prefix="/fine_tuning/alpha/graders", tags=["graders"])
@@ -34,15 +27,12 @@ def _checked(raw: dict, store: Store) -> Grader:
     """The grader parsed, and every judge model it names known: an unknown model is the
     client's mistake (the store's 404, naming the field), not a failed sample."""
     grader = parse_grader(raw)
-    parts = grader.graders.items() if isinstance(grader, MultiGrader) else [("", grader)]
-    for key, part in parts:
-        if isinstance(part, (ScoreModelGrader, LabelModelGrader)):
-            param = f"grader.graders.{key}.model" if key else "grader.model"
-            try:
-                store.models.resolve(part.model)
-            except TunesmithError as exc:
-                exc.param = param
-                raise
+    for key, part in model_graders(grader):
+        try:
+            store.models.resolve(part.model)
+        except TunesmithError as exc:
+            exc.param = f"grader.graders.{key}.model" if key else "grader.model"
+            raise
     return grader
 
 
