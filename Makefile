@@ -25,7 +25,9 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/tunesmith demo
 
+# The browser tests drive Debian's chromium through Playwright (no browser download from a CDN).
 test: $(VENV)/.installed-dev
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-dev

@@ -1,4 +1,4 @@
-"""API test fixtures: a live uvicorn server on a free port, and official OpenAI SDK clients for it.
+"""API test fixtures: official OpenAI SDK clients for the live servers of `serve` (tests/conftest.py).
 
 The tests talk to a real server over HTTP with the unchanged `openai` SDK, the way users do:
 
@@ -25,90 +25,12 @@ the clients made with `client` are closed. `sdk` is `client(serve())` for the co
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import openai
 import pytest
-import uvicorn
 
-from tunesmith.api.app import create_app
-from tunesmith.settings import Settings
-
-STARTUP_SECONDS = 60
-SHUTDOWN_SECONDS = 90  # the Supervisor gives a training worker time to checkpoint
 CLIENT_TIMEOUT = 60.0  # a hung request fails the test instead of waiting the SDK's 600 s
-
-
-class LiveServer:
-    """uvicorn serving `create_app(settings, workers=...)` from a background thread."""
-
-    def __init__(self, settings: Settings, workers: int) -> None:
-        self.settings = settings
-        self.app = create_app(settings, workers=workers)
-        # Bind the port here and hand the socket over: no window in which another process could
-        # take a "free" port between finding it and listening on it.
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind(("127.0.0.1", 0))
-        port = self.socket.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/v1"
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True, name="uvicorn"
-        )
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not self.server.started:
-            if not self.thread.is_alive():  # the lifespan failed; uvicorn logged why
-                raise RuntimeError(f"the test server at {self.url} did not start")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"the test server at {self.url} did not start in time")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=SHUTDOWN_SECONDS)
-        self.socket.close()
-        if self.thread.is_alive():
-            raise RuntimeError(f"the test server at {self.url} did not shut down")
-
-
-def servers(home: Path) -> Iterator[Callable[..., str]]:
-    """The `serve` factory for servers in `home`; each one started stops when the fixture ends."""
-    started: list[LiveServer] = []
-
-    def start(workers: int = 0, api_keys: list[str] | None = None, **settings) -> str:
-        settings.setdefault("home", home)
-        server = LiveServer(Settings(api_keys=api_keys or [], **settings), workers)
-        server.start()
-        started.append(server)
-        return server.url
-
-    yield start
-    for server in reversed(started):
-        server.stop()
-
-
-@pytest.fixture
-def serve(tunesmith_home: Path) -> Iterator[Callable[..., str]]:
-    """A factory: `serve(workers=0, api_keys=None, **settings)` starts a server, returns its base
-    URL (with /v1). Every server started is stopped when the test ends."""
-    yield from servers(tunesmith_home)
-
-
-@pytest.fixture(scope="module")
-def serve_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., str]]:
-    """`serve` for servers that the tests of one module share (Schemathesis runs one test per
-    operation against one server); their home is a folder of their own."""
-    yield from servers(tmp_path_factory.mktemp("shared-home"))
 
 
 @pytest.fixture

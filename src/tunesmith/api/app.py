@@ -1,4 +1,5 @@
-"""The FastAPI app factory: state built at startup (never at import), routers under /v1."""
+"""The FastAPI app factory: state built at startup (never at import), routers under /v1, the web
+UI at `/`."""
 
 from __future__ import annotations
 
@@ -53,7 +54,14 @@ def create_app(
     )
     app.state.settings = settings
     register_error_handlers(app)
-    app.add_middleware(Guard, settings=settings, open_paths=_docs_paths(app, settings))
+    from tunesmith.api.routes import ui
+
+    app.add_middleware(
+        Guard,
+        settings=settings,
+        open_paths=[*_docs_paths(app, settings), "/"],
+        open_prefixes=[ui.UI_PREFIX],
+    )
 
     from tunesmith.api.routes import (
         chat,
@@ -70,6 +78,7 @@ def create_app(
     for module in (files, fine_tuning, graders, models, chat, completions, comparisons, exports):
         v1.include_router(module.router)
     app.include_router(v1)
+    ui.mount(app)
     return app
 
 

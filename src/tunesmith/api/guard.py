@@ -32,13 +32,21 @@ class Guard:
     Order: Host, then Origin (a browser page on another site must not even learn whether a key
     is needed), then the declared Content-Length, then the key; the body is counted as it arrives
     and cut off past the limit, for a chunked body that declares no length.
-    `open_paths` need no key (the docs, when the operator opens them).
+    `open_paths` and the paths under `open_prefixes` need no key (the UI's static files, and the
+    docs when the operator opens them); they are GETs of files that hold no data.
     """
 
-    def __init__(self, app: ASGIApp, settings: Settings, open_paths: Collection[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        open_paths: Collection[str],
+        open_prefixes: Collection[str] = (),
+    ) -> None:
         self.app = app
         self.settings = settings
         self.open_paths = frozenset(open_paths)
+        self.open_prefixes = tuple(open_prefixes)
         self.allowed_hosts = frozenset(h.lower() for h in settings.allowed_hosts)
         self.keys = [key.encode() for key in settings.api_keys]
 
@@ -84,9 +92,15 @@ class Guard:
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             return too_big
-        if self.keys and scope["path"] not in self.open_paths:
+        if self.keys and not self.is_open(scope):
             return self.key_refusal(headers)
         return None
+
+    def is_open(self, scope: Scope) -> bool:
+        path = scope["path"]
+        if scope["method"] not in ("GET", "HEAD"):
+            return False
+        return path in self.open_paths or path.startswith(self.open_prefixes)
 
     # --- Host and Origin -------------------------------------------------------------------------
     def host_allowed(self, host: str, scope: Scope) -> bool:
