@@ -67,15 +67,18 @@ def create_app(
         chat,
         comparisons,
         completions,
+        data,
         exports,
         files,
         fine_tuning,
         graders,
         models,
+        plans,
     )
 
     v1 = APIRouter(prefix="/v1")
-    for module in (files, fine_tuning, graders, models, chat, completions, comparisons, exports):
+    routers = (files, data, fine_tuning, plans, graders, models, chat, completions, comparisons)
+    for module in (*routers, exports):
         v1.include_router(module.router)
     app.include_router(v1)
     ui.mount(app)

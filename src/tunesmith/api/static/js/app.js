@@ -22,6 +22,13 @@ function parseHash() {
   return { page, args, query: new URLSearchParams(queryString) };
 }
 
+/** Each page's own stylesheet (css/PAGE.css), linked once when the page is first opened. */
+function pageStyles(page) {
+  const href = `/ui/css/${page}.css`;
+  if (document.querySelector(`link[href="${href}"]`)) return;
+  document.head.append(h("link", { rel: "stylesheet", href }));
+}
+
 async function route() {
   current?.abort();
   current = new AbortController();
@@ -37,6 +44,7 @@ async function route() {
     return;
   }
   fill(main, h("p", { class: "muted" }, "Loading…"));
+  pageStyles(page);
   try {
     const module = await load();
     if (signal.aborted) return;
