@@ -41,6 +41,31 @@ def test_list_covers_the_catalog_and_registered_models(sdk, store, tmp_path):
     )
 
 
+def test_each_model_carries_its_origin_and_size_as_the_cli_lists_them(sdk, store, tmp_path):
+    from tunesmith.models.listing import builtin_rows
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    register(store, FT, adapter, job_id="ftjob-abc")
+    models = {m.id: m.model_dump()["tunesmith"] for m in sdk.models.list().data}
+    cli = builtin_rows()[0]  # the row `tunesmith models list` prints
+    assert models[BASE] == {
+        "kind": "builtin",
+        "base_model": None,
+        "job": None,
+        "parameters": cli.parameters,
+        "size_bytes": cli.bytes,
+        "adapter": False,
+        "default": True,
+    }
+    assert models[BASE]["parameters"] > 100_000_000
+    tuned = models[FT]
+    assert (tuned["kind"], tuned["base_model"], tuned["job"]) == ("fine-tuned", BASE, "ftjob-abc")
+    assert (tuned["size_bytes"], tuned["adapter"]) == (2, True)
+    assert sdk.models.retrieve(FT).model_dump()["tunesmith"] == tuned
+
+
 def test_retrieve_and_delete_a_fine_tuned_model(sdk, store, tmp_path):
     register(store, FT, tmp_path)
     model = sdk.models.retrieve(FT)  # colons travel as they are in the path

@@ -91,6 +91,14 @@ COMMANDS = [
     ["jobs", "show"],
     ["jobs", "events"],
     ["export"],
+    ["serve"],
+    ["compare"],
+    ["deploy"],
+    ["deployments"],
+    ["deployments", "list"],
+    ["deployments", "delete"],
+    ["autotrain"],
+    ["autotrain", "llm"],
 ]
 
 

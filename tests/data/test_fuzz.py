@@ -102,7 +102,7 @@ KEYS = [
     "tools", "functions", "parallel_tool_calls", "messages", "input", "preferred_output",
     "non_preferred_output", "conversations", "from", "value", "instruction", "output", "history",
     "system", "prompt", "completion", "id", "type", "function", "arguments", "chosen", "rejected",
-    "label",
+    "label", "text",
 ]  # fmt: skip
 
 
@@ -225,6 +225,7 @@ ROWS: dict[str, st.SearchStrategy] = {
         {"messages": st.tuples(chat_messages(), user).map(lambda t: [*t[0], t[1]])},
         {"reference_answer": words, "tools": st.lists(tool, max_size=2), "id": scalars},
     ),
+    "text": record({"text": words}),  # TRL's language-modeling rows: plain text
 }
 
 # --- files: rows in a container, then broken at the byte level --------------------------------------

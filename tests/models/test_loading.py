@@ -112,3 +112,17 @@ def test_a_gguf_export_loads_back_as_a_model(tiny_model_dir, tmp_path):
     assert weights_folder(spec) == weights_folder(resolve(str(gguf)))  # converted once
     (row,) = extra_rows([str(gguf)])
     assert (row.kind, row.parameters) == ("gguf", count_parameters(tiny_model_dir))
+
+
+def test_gguf_parameters_match_ggufs_own_reader_on_the_built_in():
+    """Counted from the tensor headers with the metadata skipped, as gguf's reader counts them."""
+    import math
+
+    from gguf import GGUFReader
+
+    from tunesmith.models.catalog import BUILTINS
+
+    builtin = BUILTINS[DEFAULT_MODEL]
+    path = loading.package_folder(builtin.package) / builtin.gguf_file
+    want = sum(math.prod(int(d) for d in t.shape) for t in GGUFReader(str(path)).tensors)
+    assert loading.gguf_parameters(path) == want > 100_000_000

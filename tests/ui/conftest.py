@@ -15,8 +15,10 @@ into docs/screenshots/ (the README shows them).
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,3 +99,45 @@ def shot() -> Callable:
         return path
 
     return save
+
+
+@dataclass
+class TrainedModel:
+    name: str  # the fine_tuned_model, ft:…
+    job: object  # the SDK's FineTuningJob that made it
+
+
+def train_tiny(ui: UIServer, suffix: str, batch_size: int) -> object:
+    """Train a LoRA on the first 10 orders examples (OpenAI's minimum) through the API, wait for
+    it, and return the SDK's finished job; 10 / batch_size steps."""
+    orders = Path(__file__).resolve().parents[2] / "src/tunesmith/tasks/orders/train.jsonl"
+    lines = orders.read_text().splitlines()[:10]
+    file = ui.sdk.files.create(
+        file=(f"{suffix}.jsonl", io.BytesIO("\n".join(lines).encode())), purpose="fine-tune"
+    )
+    job = ui.sdk.fine_tuning.jobs.create(
+        training_file=file.id,
+        model="smollm2-135m-instruct",
+        hyperparameters={"n_epochs": 1, "batch_size": batch_size},
+        suffix=suffix,
+    )
+    deadline = time.monotonic() + 600
+    while job.status not in ("succeeded", "failed", "cancelled") and time.monotonic() < deadline:
+        time.sleep(1)
+        job = ui.sdk.fine_tuning.jobs.retrieve(job.id)
+    assert job.status == "succeeded", f"the job {suffix!r} ended {job.status}: {job.error}"
+    return job
+
+
+@pytest.fixture(scope="session")
+def trained_model(ui: UIServer) -> TrainedModel:
+    """A real fine-tuned model for the pages that chat with, export or compare one: two LoRA steps
+    on 10 orders examples, trained through the API on the session server."""
+    job = train_tiny(ui, "ui", batch_size=5)
+    return TrainedModel(name=job.fine_tuned_model, job=job)
+
+
+@pytest.fixture
+def throwaway_model(ui: UIServer) -> str:
+    """A fine-tuned model of this test's own (one step), for a test that deletes it."""
+    return train_tiny(ui, "throwaway", batch_size=10).fine_tuned_model

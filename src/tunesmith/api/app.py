@@ -81,6 +81,19 @@ def create_app(
     for module in (*routers, exports):
         v1.include_router(module.router)
     app.include_router(v1)
+    from tunesmith.api import azure
+
+    azure.mount(
+        app,
+        openai_routers=[files.router, fine_tuning.router, models.router],
+        v1_routers=[
+            files.router,
+            fine_tuning.router,
+            models.router,
+            chat.router,
+            completions.router,
+        ],
+    )
     ui.mount(app)
     return app
 

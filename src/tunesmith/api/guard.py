@@ -21,7 +21,8 @@ from tunesmith.api.upload import FORM_OVERHEAD, too_large
 from tunesmith.errors import AuthenticationError, TooLargeError, TunesmithError
 from tunesmith.settings import Settings
 
-UPLOAD_PATH = "/v1/files"  # POST here streams a file: it has max_upload_bytes, not max_body_bytes
+# POST here streams a file: it has max_upload_bytes, not max_body_bytes (OpenAI's and Azure's).
+UPLOAD_PATHS = frozenset({"/v1/files", "/openai/files", "/openai/v1/files"})
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -58,7 +59,7 @@ class Guard:
         limit, too_big = self.body_limit(scope)
         refusal = self.refusal(scope, headers, limit, too_big)
         if refusal is not None:
-            await error_response(refusal)(scope, receive, send)
+            await error_response(refusal, scope["path"])(scope, receive, send)
             return
         meter = BodyMeter(scope, receive, send, limit, too_big)
         await self.app(scope, meter.receive, meter.send)
@@ -131,7 +132,11 @@ class Guard:
 
     # --- the key and the body --------------------------------------------------------------------
     def key_refusal(self, headers: Headers) -> AuthenticationError | None:
+        """The key as `Authorization: Bearer` (OpenAI's SDK) or `api-key` (Azure's), the same
+        keys either way."""
         scheme, _, token = headers.get("authorization", "").partition(" ")
+        if "api-key" in headers:
+            scheme, token = "bearer", headers["api-key"]
         # Compare bytes: compare_digest refuses non-ASCII str (a 500), and header values are
         # latin-1 text of the raw bytes, so this gets back exactly what the client sent.
         sent = token.encode("latin-1")
@@ -140,12 +145,13 @@ class Guard:
             return None
         return AuthenticationError(
             "Incorrect API key provided." if token else "You didn't provide an API key.",
-            "Pass it as `Authorization: Bearer <key>` (the OpenAI SDK's api_key).",
+            "Pass it as `Authorization: Bearer <key>` (the OpenAI SDK's api_key) or as the "
+            "`api-key` header (AzureOpenAI's).",
         )
 
     def body_limit(self, scope: Scope) -> tuple[int, TooLargeError]:
         """The most bytes this request's body may hold, and the error past it."""
-        if scope["method"] == "POST" and scope["path"] == UPLOAD_PATH:
+        if scope["method"] == "POST" and scope["path"] in UPLOAD_PATHS:
             # upload.py counts the file's own bytes exactly; this bounds the whole form.
             max_bytes = self.settings.max_upload_bytes
             return max_bytes + FORM_OVERHEAD, too_large(max_bytes)
@@ -193,7 +199,9 @@ class BodyMeter:
             await self._send(message)
         elif starts and not self.started:
             self.started = True
-            await error_response(self.error)(self.scope, self._receive, self._send)
+            await error_response(self.error, self.scope["path"])(
+                self.scope, self._receive, self._send
+            )
 
 
 def split_host(host: str, scheme: str) -> tuple[str | None, int | None]:

@@ -6,7 +6,19 @@ import sys
 
 import typer
 
-from tunesmith.cli import chat, compare, data, demo, export, jobs, models, serve, train
+from tunesmith.cli import (
+    autotrain,
+    chat,
+    compare,
+    data,
+    demo,
+    deployments,
+    export,
+    jobs,
+    models,
+    serve,
+    train,
+)
 from tunesmith.cli.console import run_guarded
 
 app = typer.Typer(
@@ -19,12 +31,15 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(deployments.app, name="deployments")
+app.command("deploy")(deployments.deploy_command)
 train.register(app)
 chat.register(app)
 compare.register(app)
 demo.register(app)
 serve.register(app)
 export.register(app)
+autotrain.register(app)
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Typer options generated from pydantic configs, so flags and YAML can never disagree.
 
-Each field becomes `--field-name` (nested `lora.r` becomes `--lora-r`, `lora.lora_alpha`
-`--lora-alpha`). Every flag defaults to None, meaning "not given": only given flags override the
+Each field becomes `--field-name` by train/flags.py's rule (nested `lora.r` becomes `--lora-r`,
+`lora.lora_alpha` `--lora-alpha`), the rule the web UI uses to show a config as a command. Every flag defaults to None, meaning "not given": only given flags override the
 YAML file, and pydantic validates the merged result once. Several configs (one per training
 method) give one set of flags: a field they share (`beta`) is one flag, its help naming each
 method's default, and the discriminating field (`method`) lists every method.
@@ -10,39 +10,14 @@ method's default, and the discriminating field (`method`) lists every method.
 from __future__ import annotations
 
 import inspect
-import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import typer
 from pydantic import BaseModel
 
-
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
-
-
-def _choices(annotation: Any) -> list[str]:
-    """The Literal values inside an annotation, for the help text."""
-    found: list[str] = []
-    if typing.get_origin(annotation) is Literal:
-        found += [str(v) for v in typing.get_args(annotation)]
-    for arg in typing.get_args(annotation):
-        if typing.get_origin(arg) is Literal or typing.get_args(arg):
-            found += _choices(arg)
-    return list(dict.fromkeys(found))
-
-
-def flag_fields(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> dict[str, tuple]:
-    """Python parameter name -> (path of keys into the config, field info)."""
-    out: dict[str, tuple] = {}
-    for name, info in model.model_fields.items():
-        if _is_model(info.annotation):
-            out.update(flag_fields(info.annotation, (*prefix, name)))
-            continue
-        leaf = name.removeprefix(f"{prefix[-1]}_") if prefix else name
-        out["_".join((*prefix, leaf))] = ((*prefix, name), info)
-    return out
+from tunesmith.train.flags import choices, flag_fields, flag_name
 
 
 def _fields_of(models: tuple[type[BaseModel], ...]) -> dict[str, list[tuple[str, tuple, Any]]]:
@@ -60,18 +35,18 @@ def _parameter(param: str, owners: list, n_models: int) -> inspect.Parameter:
     annotation = info.annotation
     default = info.get_default(call_default_factory=True)
     shown = default if not isinstance(default, BaseModel) else None
-    choices = _choices(annotation)
+    options = choices(annotation)
     if param == "method" and n_models > 1:  # each model knows only its own tag
-        choices = [tag for tag, _, _ in owners]
+        options = [tag for tag, _, _ in owners]
     help_text = info.description or ""
-    if choices and "auto" not in choices[:1]:
-        help_text += f" [{'|'.join(choices)}]"
+    if options and "auto" not in options[:1]:
+        help_text += f" [{'|'.join(options)}]"
     defaults = {tag: o.get_default(call_default_factory=True) for tag, _, o in owners if tag}
     if 1 < len(owners) < n_models:  # a setting of some methods: say whose, and their defaults
         help_text += " (" + ", ".join(f"{tag}: {value}" for tag, value in defaults.items()) + ")"
     else:
         help_text += f" (default: {shown})"
-    flag = "--" + param.replace("_", "-")
+    flag = flag_name(param)
     if annotation is bool:
         option = typer.Option(None, f"{flag}/--no-{flag[2:]}", help=help_text, show_default=False)
         py_type: Any = bool | None
@@ -112,3 +87,16 @@ def overrides_from_flags(models: tuple[type[BaseModel], ...], flags: dict[str, A
             target = target.setdefault(key, {})
         target[path[-1]] = value
     return out
+
+
+def generated_command(run: Callable[..., None], params: list[inspect.Parameter], doc: str):
+    """A function Typer reads as a command taking `params` (generated, so not spelled in a
+    `def`), calling `run` with them."""
+
+    def command(**kwargs: Any) -> None:
+        run(**kwargs)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = doc
+    return command

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 
-from tunesmith.cli.console import out
-from tunesmith.cli.options import config_parameters, overrides_from_flags
+from tunesmith.cli.console import err, out
+from tunesmith.cli.options import config_parameters, generated_command, overrides_from_flags
 from tunesmith.errors import TunesmithError
 from tunesmith.store.lifecycle import Runner
+from tunesmith.train.autotrain import Note
 from tunesmith.train.config import METHOD_CONFIGS, SFTConfig
 
 HELP = """Fine-tune a model on your data (SFT with LoRA by default), in the foreground.
@@ -28,15 +32,21 @@ Example: tunesmith train --data train.jsonl --validation valid.jsonl --suffix or
 
 
 def train_command(
-    config: Path | None = None, resume: str | None = None, print_config: bool = False, **flags: Any
+    config: Path | None = None,
+    resume: str | None = None,
+    print_config: bool = False,
+    strict: bool = False,
+    **flags: Any,
 ) -> None:
     from tunesmith.cli.store import store
+    from tunesmith.train.config import dump_yaml, load_config
 
     overrides = overrides_from_flags(tuple(METHOD_CONFIGS.values()), flags)
     if print_config:  # the merged settings as YAML: a starting point for --config
-        from tunesmith.train.config import dump_yaml, load_config
-
-        out.print(dump_yaml(load_config(config, overrides)), end="", markup=False, highlight=False)
+        notes: list[Note] = []
+        cfg = load_config(config, overrides, strict=strict, notes=notes)
+        print_notes(notes, console=err)  # stdout stays the YAML alone, to redirect into a file
+        out.print(dump_yaml(cfg), end="", markup=False, highlight=False)
         return
     if resume:
         from tunesmith.jobs.service import claim_to_resume
@@ -45,12 +55,21 @@ def train_command(
             _refuse_changed_data(resume, overrides)
         follow(claim_to_resume(store(), resume).id)
         return
-    from tunesmith.train.config import load_config
+    notes = []
+    cfg = load_config(config, overrides, strict=strict, notes=notes)
+    print_notes(notes)
+    follow(submit(store(), cfg, notes).id)
 
-    follow(submit(store(), load_config(config, overrides)).id)
+
+def print_notes(notes: list[Note], console: Console = out) -> None:
+    """What became of a foreign config's settings: warnings in yellow, the rest dim."""
+    for note in notes:
+        style = "yellow" if note.level == "warning" else "dim"
+        mark = "! " if note.level == "warning" else ""
+        console.print(f"[{style}]{mark}{note.key}:[/] {escape(note.message)}", highlight=False)
 
 
-def submit(store, cfg: SFTConfig):
+def submit(store, cfg: SFTConfig, notes: Sequence[Note] = ()):
     """Check the data (refusing bad data with the full report), store the files, and create a
     job claimed by this process: no server worker can take it before `follow` runs it."""
     from tunesmith.cli.report import render_report
@@ -63,6 +82,10 @@ def submit(store, cfg: SFTConfig):
         render_report(exc.report, out, brief=False)
         raise
     render_report(submitted.report, out, brief=True)
+    # The translation ran before the job existed: its warnings join the job's events now.
+    for note in notes:
+        if note.level == "warning":
+            store.events.add(submitted.job.id, str(note), level="warn")
     return submitted.job
 
 
@@ -159,6 +182,17 @@ def register(app: typer.Typer) -> None:
             annotation=bool,
         ),
         inspect.Parameter(
+            "strict",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(
+                False,
+                "--strict",
+                help="Refuse a foreign config's settings that can only be approximated here "
+                "(an AutoTrain config's int4 quantization on a CPU, push_to_hub, ...).",
+            ),
+            annotation=bool,
+        ),
+        inspect.Parameter(
             "resume",
             inspect.Parameter.KEYWORD_ONLY,
             default=typer.Option(
@@ -169,10 +203,4 @@ def register(app: typer.Typer) -> None:
         *config_parameters(*METHOD_CONFIGS.values()),
     ]
 
-    def command(**kwargs: Any) -> None:
-        train_command(**kwargs)
-
-    command.__signature__ = inspect.Signature(params)
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    command.__doc__ = HELP
-    app.command("train")(command)
+    app.command("train")(generated_command(train_command, params, HELP))

@@ -235,6 +235,8 @@ def overlap_issues(train: ReadResult, valid: ReadResult) -> list[Issue]:
 
 def role_count_issues(result: ReadResult) -> list[Issue]:
     """OpenAI's two counters, as one warning each: examples with no system or no user message."""
+    if result.kind == "text":  # plain text has no roles
+        return []
     prompts = [prompt_of(r) for r in result.records]
     n = len(prompts)
     issues = []

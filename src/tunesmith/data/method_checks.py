@@ -15,7 +15,7 @@ from tunesmith.data.stats import ExampleTokens
 Method = Literal["supervised", "dpo", "orpo", "kto", "reinforcement"]
 # The kinds of records each method trains on. KTO takes pairs too: each gives two examples.
 METHOD_KINDS: dict[str, tuple[RecordKind, ...]] = {
-    "supervised": ("chat",),
+    "supervised": ("chat", "text"),
     "dpo": ("pairs",),
     "orpo": ("pairs",),
     "kto": ("kto", "pairs"),
@@ -27,6 +27,7 @@ KIND_METHODS: dict[RecordKind, Method] = {
     "pairs": "dpo",
     "kto": "kto",
     "rft": "reinforcement",
+    "text": "supervised",
 }
 KIND_NAMES: dict[RecordKind, str] = {
     "chat": "chat examples",
@@ -34,6 +35,7 @@ KIND_NAMES: dict[RecordKind, str] = {
     'TRL\'s {"prompt", "chosen", "rejected"})',
     "kto": 'KTO examples ({"prompt", "completion", "label": true|false})',
     "rft": 'reinforcement fine-tuning prompts ({"messages": [..., user message], <grader fields>})',
+    "text": 'plain texts ({"text": ...})',
 }
 # Share of examples that must have an item field before the others are told they lack it.
 ITEM_FIELD_MAJORITY = 0.5
@@ -161,6 +163,7 @@ def length_issues(
         what = {
             "rft": "cutting off the end of the prompt",
             "chat": "cutting off the end of the answer",
+            "text": "cutting off its end",
         }.get(kind, f"cutting off the end of an answer ({c.longest_answer} tokens long)")
         issues.append(
             make_issue(

@@ -1,14 +1,23 @@
-"""Alpaca, ShareGPT, prompt/completion and column-mapped rows to chat records."""
+"""Alpaca, ShareGPT, prompt/completion, plain-text and column-mapped rows to records."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from tunesmith.data.issues import RowIssues, type_name
-from tunesmith.data.records import Conversation, FunctionCall, Message, ToolCall
+from tunesmith.data.records import (
+    Conversation,
+    FunctionCall,
+    Message,
+    Record,
+    TextExample,
+    ToolCall,
+)
 
 # ShareGPT speaker tags (LLaMA-Factory's names, plus the OpenAI role names some files use).
 SHAREGPT_ROLES = {
@@ -108,6 +117,50 @@ def prompt_completion_record(row: Any, issues: RowIssues) -> Conversation | None
     messages = [Message(role="user", content=prompt)] if prompt else []
     messages.append(Message(role="assistant", content=completion))
     return Conversation(messages=messages, line=issues.line)
+
+
+def text_record(row: Any, issues: RowIssues) -> TextExample | None:
+    """{"text": ...}: plain text, TRL's language-modeling format."""
+    if not_an_object(row, issues, '{"text": ...}'):
+        return None
+    text = text_field(row, "text", issues)
+    if text is not None and not text.strip():
+        issues.add("missing_content", "text", "The text is empty; write it or drop the row.")
+    if issues.failed or text is None:
+        return None
+    return TextExample(text=text, line=issues.line)
+
+
+def renamed_record(
+    row: Any,
+    issues: RowIssues,
+    mapping: dict[str, str],
+    convert: Callable[[Any, RowIssues], Record | None],
+) -> Record | None:
+    """A row whose columns hold a format's own fields under other names ({"messages": "conv"}):
+    the fields renamed, conversation cells decoded, then read by that format's reader."""
+    if not_an_object(row, issues, "a table row"):
+        return None
+    return convert({field: mapped_value(row, source) for field, source in mapping.items()}, issues)
+
+
+def mapped_value(row: dict, source: str) -> Any:
+    """Literal text after "=", or the column's cell; a cell that holds a conversation as text
+    (JSON, or the Python repr pandas writes into a CSV, which AutoTrain reads) as its messages."""
+    if source.startswith(LITERAL):
+        return fill(source[1:], row)
+    value = row.get(source)
+    if not (isinstance(value, str) and value.lstrip().startswith("[")):
+        return value
+    for parse in (json.loads, ast.literal_eval):  # literal_eval evaluates literals only: safe
+        try:
+            parsed = parse(value)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+        # Only a list of messages is a conversation; "[1, 2]" is an answer that is text.
+        if isinstance(parsed, list) and parsed and all(isinstance(m, dict) for m in parsed):
+            return parsed
+    return value
 
 
 def mapped_text(row: dict, source: str) -> str | None:

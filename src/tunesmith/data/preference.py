@@ -16,8 +16,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tunesmith.data.records import Conversation, Message, PreferencePair, RFTExample
-from tunesmith.data.render import IGNORE, Encoded, assistant_spans, prompt_text
+from tunesmith.data.records import (
+    Conversation,
+    KTOExample,
+    Message,
+    PreferencePair,
+    Record,
+    RFTExample,
+)
+from tunesmith.data.render import (
+    IGNORE,
+    Encoded,
+    assistant_spans,
+    encode,
+    encode_prompt,
+    prompt_text,
+)
 from tunesmith.errors import TunesmithError
 
 if TYPE_CHECKING:
@@ -61,6 +75,23 @@ def encode_answer(
         prompt_ids, [_answer_tokens(tokenizer, prompt, answer, prompt.line)], max_length
     )
     return encoded
+
+
+def sequences(
+    tokenizer: PreTrainedTokenizerBase, record: Record, max_length: int | None = None
+) -> list[tuple[str, Encoded]]:
+    """The token sequences a trainer sees for one record, each named: an SFT example is one, a
+    pair two (chosen, rejected), a KTO example one (prompt + answer), an RFT example its prompt,
+    with no loss on it (the model writes the rest)."""
+    if isinstance(record, PreferencePair):
+        pair = encode_pair(tokenizer, record, max_length)
+        return [("chosen", pair.chosen), ("rejected", pair.rejected)]
+    if isinstance(record, KTOExample):
+        return [("answer", encode_answer(tokenizer, record.input, record.output, max_length))]
+    if isinstance(record, RFTExample):
+        ids = encode_prompt(tokenizer, record.messages, record.tools)[:max_length]
+        return [("prompt", Encoded(input_ids=ids, labels=[IGNORE] * len(ids)))]
+    return [("example", encode(tokenizer, record, max_length))]
 
 
 def encode_rft_prompt(tokenizer: PreTrainedTokenizerBase, example: RFTExample) -> str:

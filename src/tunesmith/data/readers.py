@@ -19,7 +19,9 @@ from tunesmith.data.other_formats import (
     alpaca_record,
     columns_record,
     prompt_completion_record,
+    renamed_record,
     sharegpt_record,
+    text_record,
 )
 from tunesmith.data.preference_formats import (
     PREFERENCE_ROLES,
@@ -52,14 +54,16 @@ FORMATS: dict[str, tuple[str, str]] = {
         "OpenAI reinforcement fine-tuning",
         '{"messages": [..., {"role": "user", ...}], "tools"?: [...], <fields for the grader>}',
     ),
+    "text": ("plain text", '{"text": ...} (no chat template; the whole text is learned)'),
     "columns": (
         "column mapping",
         'any rows, with {"user": COLUMN, "assistant": COLUMN} or '
-        '{"prompt": COLUMN, "chosen": COLUMN, "rejected": COLUMN}',
+        '{"prompt": COLUMN, "chosen": COLUMN, "rejected": COLUMN}, or a whole field renamed: '
+        '{"messages": COLUMN}, {"text": COLUMN}, {"chosen": COLUMN, "rejected": COLUMN}',
     ),
 }
 # What a file's records are: the methods that train on them are checked against this.
-RecordKind = Literal["chat", "pairs", "kto", "rft"]
+RecordKind = Literal["chat", "pairs", "kto", "rft", "text"]
 FORMAT_KINDS: dict[str, RecordKind] = {
     "chat": "chat",
     "dpo": "pairs",
@@ -69,6 +73,7 @@ FORMAT_KINDS: dict[str, RecordKind] = {
     "trl_preference": "pairs",
     "kto": "kto",
     "rft": "rft",
+    "text": "text",
     "columns": "chat",  # or "pairs", by the mapping's roles
 }
 Converter = Callable[[Any, RowIssues], Record | None]
@@ -81,6 +86,15 @@ CONVERTERS: dict[str, Converter] = {
     "trl_preference": trl_preference_record,
     "kto": kto_record,
     "rft": rft_record,
+    "text": text_record,
+}
+# Mappings that rename one format's own fields (each cell holding a whole conversation, a whole
+# text, or whole chosen and rejected conversations, whose shared start is the prompt, as TRL
+# reads them): the set of roles -> the format whose reader then reads the renamed row.
+RENAMES: dict[frozenset[str], str] = {
+    frozenset({"messages"}): "chat",
+    frozenset({"text"}): "text",
+    frozenset({"chosen", "rejected"}): "trl_preference",
 }
 # Detection votes over the first rows, so that one malformed first line cannot mislead it.
 DETECT_ROWS = 20
@@ -119,7 +133,9 @@ def read(
 
     `fmt` is "auto" or a key of FORMATS. A `mapping` ({"system"?, "user", "assistant"} to column
     names, or to literal text after "=") reads any rows as chat; {"system"?, "prompt", "chosen",
-    "rejected"} reads them as preference pairs. RFT files look like chat files: name them with
+    "rejected"} reads them as preference pairs; {"messages"}, {"text"} or {"chosen", "rejected"}
+    alone rename a column to that field (cells holding conversations as JSON or Python-repr text
+    are decoded). RFT files look like chat files: name them with
     fmt="rft" (auto detection takes a file for RFT only when every example read for detection
     ends with a user message). Per-example problems are collected
     in `problems`, never raised; TunesmithError is raised only when the file as a whole cannot be
@@ -139,6 +155,10 @@ def read(
     kind = FORMAT_KINDS[fmt]
     if fmt != "columns":
         convert = CONVERTERS[fmt]
+    elif mapping is not None and frozenset(mapping) in RENAMES:
+        renamed = RENAMES[frozenset(mapping)]
+        convert = partial(renamed_record, mapping=mapping, convert=CONVERTERS[renamed])
+        kind = FORMAT_KINDS[renamed]
     elif mapping is not None and is_preference_mapping(mapping):
         convert, kind = partial(preference_columns_record, mapping=mapping), "pairs"
     else:
@@ -210,6 +230,8 @@ def shape_of(row: dict) -> str | None:
     if "prompt" in row and "completion" in row:
         # A label that is not true/false (a class name, a score) is just another column.
         return "kto" if is_label(row.get("label")) else "prompt_completion"
+    if set(row) == {"text"}:  # only then: a text column beside a label is not for language modeling
+        return "text"
     return None
 
 
@@ -272,6 +294,9 @@ def check_mapping(mapping: dict[str, str], columns: list[str], path: Path) -> No
     """Refuse a mapping that misses a role, mixes chat and preference roles, or names a column
     the file does not have."""
     roles = set(mapping)
+    if frozenset(roles) in RENAMES:
+        check_columns(mapping, columns, path)
+        return
     chat_roles, pair_roles = set(MAPPING_ROLES), set(PREFERENCE_ROLES)
     if roles & (chat_roles - pair_roles) and roles & (pair_roles - chat_roles):
         raise TunesmithError(
@@ -303,6 +328,11 @@ def check_mapping(mapping: dict[str, str], columns: list[str], path: Path) -> No
             '"chosen": "good", "rejected": "bad"}.',
             param="mapping",
         )
+    check_columns(mapping, columns, path)
+
+
+def check_columns(mapping: dict[str, str], columns: list[str], path: Path) -> None:
+    """Refuse a mapping entry that names no column, or a column the file does not have."""
     for role, source in mapping.items():
         if not isinstance(source, str) or not source:
             raise TunesmithError(

@@ -1,5 +1,5 @@
 """The canonical records every reader produces: a chat conversation, a preference pair, a KTO
-example, or a reinforcement fine-tuning prompt."""
+example, a reinforcement fine-tuning prompt, or plain text."""
 
 from __future__ import annotations
 
@@ -132,11 +132,27 @@ class RFTExample(BaseModel):
         return {**out, **self.item}
 
 
-Record = Conversation | PreferencePair | KTOExample | RFTExample
+class TextExample(BaseModel):
+    """One plain text, no chat template: TRL's language-modeling format (`{"text": ...}`), what
+    AutoTrain's `llm` trainer trains on. Every token of it carries the loss."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    line: int | None = Field(default=None, exclude=True)
+
+    def to_openai(self) -> dict:
+        return {"text": self.text}
+
+
+Record = Conversation | PreferencePair | KTOExample | RFTExample | TextExample
 
 
 def prompt_of(record: Record) -> list[Message]:
-    """The messages a record gives the model before it answers (all of them for a chat)."""
+    """The messages a record gives the model before it answers (all of them for a chat, none
+    for plain text)."""
     if isinstance(record, PreferencePair | KTOExample):
         return record.input.messages
+    if isinstance(record, TextExample):
+        return []
     return record.messages

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tunesmith.data.records import Conversation, Message
+from tunesmith.data.records import Conversation, Message, TextExample
 from tunesmith.errors import TunesmithError
 
 if TYPE_CHECKING:
@@ -209,10 +209,28 @@ def _find_span(
     return start, end
 
 
-def encode(
-    tokenizer: PreTrainedTokenizerBase, conversation: Conversation, max_length: int | None = None
+def encode_text(
+    tokenizer: PreTrainedTokenizerBase, example: TextExample, max_length: int | None = None
 ) -> Encoded:
-    """Tokens and labels for one conversation, truncated to `max_length` tokens when given."""
+    """A plain text with no chat template, every token in the loss (as a language model is
+    pretrained, and as AutoTrain's `llm` trainer trains). The end-of-text token is appended and
+    learned, so that the model learns where a text ends."""
+    ids = list(tokenizer(example.text, add_special_tokens=True)["input_ids"])
+    if tokenizer.eos_token_id is not None and ids[-1:] != [tokenizer.eos_token_id]:
+        ids.append(tokenizer.eos_token_id)
+    ids = ids[:max_length] if max_length is not None else ids
+    return Encoded(input_ids=ids, labels=list(ids))
+
+
+def encode(
+    tokenizer: PreTrainedTokenizerBase,
+    conversation: Conversation | TextExample,
+    max_length: int | None = None,
+) -> Encoded:
+    """Tokens and labels for one conversation (or plain text), truncated to `max_length` tokens
+    when given."""
+    if isinstance(conversation, TextExample):
+        return encode_text(tokenizer, conversation, max_length)
     text, spans = assistant_spans(tokenizer, conversation)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     labels = []
@@ -226,3 +244,33 @@ def encode(
     if max_length is not None and len(ids) > max_length:
         ids, labels = ids[:max_length], labels[:max_length]
     return Encoded(input_ids=ids, labels=labels)
+
+
+# Tokens decoded before the one shown, so that a decoder that treats a sequence's first token
+# apart (SentencePiece drops its leading space) shows each token as it reads inside the text.
+_CONTEXT_TOKENS = 4
+
+
+def token_pieces(tokenizer: PreTrainedTokenizerBase, encoded: Encoded) -> list[tuple[str, bool]]:
+    """Each token of `encoded` as the text it adds, with whether it carries the loss.
+
+    The pieces join to the decoded sequence, so a page can show exactly what training reads. A
+    character split over several byte tokens is shown on the last of them (the others are "").
+    """
+
+    def text(ids: list[int]) -> str:
+        return tokenizer.decode(ids, clean_up_tokenization_spaces=False)
+
+    ids = encoded.input_ids
+    pieces: list[tuple[str, bool]] = []
+    start = 0  # the first token whose text is not shown yet
+    for i, label in enumerate(encoded.labels):
+        context = max(0, start - _CONTEXT_TOKENS)
+        before, upto = text(ids[context:start]), text(ids[context : i + 1])
+        if upto.endswith("\ufffd") and i + 1 < len(ids):  # an incomplete UTF-8 character
+            pieces.append(("", label != IGNORE))
+            continue
+        shown = upto[len(before) :] if upto.startswith(before) else text(ids[start : i + 1])
+        pieces.append((shown, label != IGNORE))
+        start = i + 1
+    return pieces

@@ -6,6 +6,7 @@ import json
 import os
 import random
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from tunesmith.data.checks import check, record_key
@@ -53,6 +54,12 @@ def split(
     return train, valid
 
 
+def jsonl_lines(records: list[Record]) -> Iterator[str]:
+    """Each record as one line of canonical OpenAI JSONL, newline included."""
+    for record in records:
+        yield json.dumps(record.to_openai(), ensure_ascii=False) + "\n"
+
+
 def write_jsonl(records: list[Record], path: str | Path) -> Path:
     """Write records as canonical OpenAI JSONL, one per line, replacing `path` in one step.
 
@@ -67,8 +74,7 @@ def write_jsonl(records: list[Record], path: str | Path) -> Path:
         raise TunesmithError(f"Cannot write {path}: {exc.strerror or exc}.", param="file") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            for record in records:
-                f.write(json.dumps(record.to_openai(), ensure_ascii=False) + "\n")
+            f.writelines(jsonl_lines(records))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -94,7 +100,16 @@ def convert(
     Refuses (DataError with the report) if the file has errors, so a converted file is never a
     silently shortened one. Few examples are not an error here: conversion is not training.
     """
+    result = read_clean(source, mapping, fmt=fmt)
+    write_jsonl(result.records, out)
+    return result
+
+
+def read_clean(
+    source: str | Path, mapping: dict[str, str] | None = None, *, fmt: str = "auto"
+) -> ReadResult:
+    """Read a file, refusing it (DataError with the report) if any example has an error: what is
+    written from it (converted, split) is then never a silently shortened copy."""
     result = read(source, mapping=mapping, fmt=fmt)
     check(result, min_examples=0).raise_for_errors()
-    write_jsonl(result.records, out)
     return result

@@ -13,6 +13,7 @@ from tunesmith.data.records import (
     PreferencePair,
     Record,
     RFTExample,
+    TextExample,
 )
 
 if TYPE_CHECKING:
@@ -165,27 +166,16 @@ def count_tokens(tokenizer: PreTrainedTokenizerBase, records: list[Record]) -> l
 
 
 def example_tokens(tokenizer: PreTrainedTokenizerBase, record: Record) -> ExampleTokens:
-    from tunesmith.data.preference import encode_answer, encode_pair
-    from tunesmith.data.render import encode, encode_prompt
+    from tunesmith.data.preference import sequences
 
-    if isinstance(record, PreferencePair):
-        pair = encode_pair(tokenizer, record)
-        encoded = [pair.chosen, pair.rejected]
-        n_messages = len(record.input.messages) + len(record.preferred_output)
-    elif isinstance(record, KTOExample):
-        encoded = [encode_answer(tokenizer, record.input, record.output)]
-        n_messages = len(record.input.messages) + len(record.output)
-    elif isinstance(record, RFTExample):
-        n_prompt = len(encode_prompt(tokenizer, record.messages, record.tools))
-        return ExampleTokens(record.line, (n_prompt,), assistant=0, messages=len(record.messages))
-    else:
-        encoded = [encode(tokenizer, record)]
-        n_messages = len(record.messages)
+    encoded = [e for _, e in sequences(tokenizer, record)]
     return ExampleTokens(
         line=record.line,
         lengths=tuple(len(e.input_ids) for e in encoded),
         assistant=sum(e.n_loss_tokens for e in encoded),
-        messages=n_messages,
+        messages=0
+        if isinstance(record, TextExample)
+        else len(conversations_of(record)[0].messages),
         prompt=encoded[0].prompt_length,
     )
 
@@ -214,3 +204,32 @@ def dataset_stats(
         tokens_per_second=tokens_per_second,
         estimated_seconds=estimate_seconds(billed, tokens_per_second),
     )
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Counts of examples by length in tokens: bin i holds lengths in [edges[i], edges[i + 1])."""
+
+    edges: list[int]
+    counts: list[int]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def length_histogram(examples: list[ExampleTokens], bins: int = 12) -> Histogram:
+    """Examples by their longest sequence (what max_length cuts), in `bins` bins of whole tokens.
+
+    Bins have one integer width, so each reads as a plain range ("96–127 tokens"); fewer bins
+    than asked when the lengths span fewer values.
+    """
+    if not examples:
+        return Histogram(edges=[], counts=[])
+    lengths = [e.longest for e in examples]
+    low, high = min(lengths), max(lengths)
+    width = max(1, -(-(high - low + 1) // bins))  # ceiling division
+    n_bins = -(-(high - low + 1) // width)
+    counts = [0] * n_bins
+    for n in lengths:
+        counts[(n - low) // width] += 1
+    return Histogram(edges=[low + i * width for i in range(n_bins + 1)], counts=counts)

@@ -10,9 +10,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tunesmith.store.states import JOB_MOVES, sources
+
 if TYPE_CHECKING:
     from tunesmith.store import Store
     from tunesmith.store.jobs import JobRow
+
+
+# Each control and the statuses it is legal from (what a UI enables): cancel and pause are every
+# move to their status; resume is the door's one move out of paused (the CLI's --resume differs).
+CONTROLS: dict[str, frozenset[str]] = {
+    "cancel": sources(JOB_MOVES, "cancelled"),
+    "pause": sources(JOB_MOVES, "paused"),
+    "resume": frozenset({"paused"}),
+}
 
 
 def cancel(store: Store, job_id: str) -> JobRow:
@@ -29,7 +40,7 @@ def pause(store: Store, job_id: str) -> JobRow:
 
 def resume(store: Store, job_id: str) -> JobRow:
     """A paused job goes back to the queue; a worker continues it from its last checkpoint."""
-    job = store.jobs.move(job_id, "queued", only_from={"paused"})
+    job = store.jobs.move(job_id, "queued", only_from=CONTROLS["resume"])
     store.events.add(job_id, "Fine-tuning job resumed, moving job to queued state")
     return job
 

@@ -146,13 +146,18 @@ def openai_method(config: SFTConfig, asked: dict | None = None) -> dict:
 
 def check_job_files(store: Store, job: JobRow) -> Report:
     """The job's files checked with its model's tokenizer, read as their own format."""
+    return check_files(store, parse_config(job.config), job.training_file, job.validation_file)
+
+
+def check_files(
+    store: Store, config: SFTConfig, training_file: str, validation: str | None = None
+) -> Report:
+    """Uploaded files (by id) checked as a job of `config` would check them."""
     from tunesmith.models.loading import load_tokenizer
 
-    config = parse_config(job.config)
     tokenizer = load_tokenizer(store.models.resolve(config.model))
-    validation = job.validation_file
     return check(
-        Path(_training_file(store, job.training_file, "training_file").path),
+        Path(_training_file(store, training_file, "training_file").path),
         tokenizer,
         max_length=config.max_length,
         validation=(
@@ -185,7 +190,14 @@ def validate_files(
             "param": param,
         }
         job = store.jobs.move(job.id, "failed", only_from={"validating_files"}, error=error)
-        store.events.add(job.id, ev.FAILED.format(reason=error["message"]), level="error")
+        # where the first error is, so a viewer can show the line itself
+        where = {
+            "file_id": job.validation_file if param == "validation_file" else job.training_file,
+            **first.to_dict(),
+        }
+        store.events.add(
+            job.id, ev.FAILED.format(reason=error["message"]), level="error", data=where
+        )
         return job
     for warning in report.warnings:
         store.events.add(

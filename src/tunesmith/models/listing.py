@@ -25,6 +25,8 @@ class ModelRow:
     location: str
     default: bool = False
     adapter: bool = False  # parameters count the adapter only; the base is shared
+    base: str | None = None  # what a fine-tuned model or checkpoint was trained from
+    job: str | None = None  # the fine-tuning job that made it
 
 
 def builtin_rows() -> list[ModelRow]:
@@ -93,6 +95,8 @@ def trained_rows(specs: list[ModelSpec]) -> list[ModelRow]:
                 size_on_disk(folder) if exists else None,
                 str(folder) if exists else f"{folder} (missing)",
                 adapter=spec.adapter is not None,
+                base=spec.base,
+                job=spec.extra.get("job_id"),
             )
         )
     return rows

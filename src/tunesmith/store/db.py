@@ -33,6 +33,7 @@ class Store:
 
     def __init__(self, path: Path, settings: Settings | None = None) -> None:
         from tunesmith.store.checkpoints import Checkpoints
+        from tunesmith.store.deployments import Deployments
         from tunesmith.store.events import Events
         from tunesmith.store.files import Files
         from tunesmith.store.jobs import Jobs
@@ -56,6 +57,7 @@ class Store:
         self.events = Events(self)
         self.checkpoints = Checkpoints(self)
         self.models = Registry(self)
+        self.deployments = Deployments(self)
         self.comparisons = Tasks(self, COMPARISON)
         self.exports = Tasks(self, EXPORT)
         self.tasks = {t.kind.table: t for t in (self.comparisons, self.exports)}

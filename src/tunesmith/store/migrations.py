@@ -139,6 +139,18 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX export_events_by_id ON export_events(export_id, seq);
     """,
+    # 5: deployments (Azure's word): a stable name that calls a model or a checkpoint.
+    """
+    CREATE TABLE deployments (
+        name TEXT PRIMARY KEY,
+        model TEXT NOT NULL,
+        sku TEXT NOT NULL,
+        properties TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX deployments_by_model ON deployments(model);
+    """,
 ]
 
 

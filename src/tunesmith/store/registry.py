@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tunesmith.errors import TunesmithError
 from tunesmith.models.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -52,14 +53,33 @@ class Registry:
         return [_spec(r) for r in self.store.query("SELECT * FROM models ORDER BY created, name")]
 
     def delete(self, name: str) -> bool:
-        return self.store.execute("DELETE FROM models WHERE name = ?", [name]) > 0
+        """Unregister a model; refused while a deployment calls it (its callers would break)."""
+        with self.store.transaction() as conn:
+            used = [
+                row["name"]
+                for row in conn.execute(
+                    "SELECT name FROM deployments WHERE model = ? ORDER BY name", [name]
+                )
+            ]
+            if used:
+                raise TunesmithError(
+                    f"The model {name!r} is deployed as {', '.join(map(repr, used))}.",
+                    "Delete the deployment first (`tunesmith deployments delete NAME`, or DELETE "
+                    "on its management URL), or point it at another model.",
+                    param="model",
+                    code="model_in_use",
+                )
+            return conn.execute("DELETE FROM models WHERE name = ?", [name]).rowcount > 0
 
     def resolve(self, name: str) -> ModelSpec:
-        """A model name: built-in, a registered ft: model, a local folder or a hub id, the last
-        two as far as the store's settings allow (any for the CLI; model_dirs and hub_models
-        for the API server, whose clients are not the operator)."""
+        """A model name: a deployment's name (its model), built-in, a registered ft: model, a
+        local folder or a hub id, the last two as far as the store's settings allow (any for the
+        CLI; model_dirs and hub_models for the API server, whose clients are not the operator)."""
         from tunesmith.models.catalog import BUILTINS, resolve
 
+        deployment = self.store.deployments.get(name)
+        if deployment is not None:
+            name = deployment.model
         settings = self.store.settings
         known = [*BUILTINS, *(spec.name for spec in self.list())]
         if settings.any_model_folder:

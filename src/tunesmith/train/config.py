@@ -28,6 +28,8 @@ from pydantic import (
 from tunesmith.data.stats import auto_epochs
 from tunesmith.errors import TunesmithError
 from tunesmith.models.catalog import DEFAULT_MODEL
+from tunesmith.train import autotrain
+from tunesmith.train.autotrain import Note
 
 Auto = Literal["auto"]
 
@@ -317,6 +319,16 @@ def _flatten(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
     return keys
 
 
+def did_you_mean(
+    key: str, known: list[str] | tuple[str, ...], aliases: dict[str, str] | None = None
+) -> str:
+    """` Did you mean 'x'?` for the closest known key, or nothing when none is close.
+    `aliases` maps other tools' names of a setting to its name here."""
+    names = {name: name for name in known} | (aliases or {})
+    close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.5)
+    return f" Did you mean {names[close[0]]!r}?" if close else ""
+
+
 def config_error(exc: ValidationError, source: str) -> TunesmithError:
     """One readable paragraph from pydantic's errors: the field, the value, what is allowed."""
     known: dict[str, list[str]] = {}  # key -> the methods that have it
@@ -341,9 +353,7 @@ def config_error(exc: ValidationError, source: str) -> TunesmithError:
                 f"--method {known[field][0]} (method: {known[field][0]} in YAML)."
             )
         elif err["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(field, list(known), n=1, cutoff=0.5)
-            tip = f" Did you mean {close[0]!r}?" if close else ""
-            parts.append(f"{field!r} is not a setting.{tip}")
+            parts.append(f"{field!r} is not a setting.{did_you_mean(field, list(known))}")
         else:
             parts.append(f"{field}={err.get('input')!r}: {err['msg']}.")
     return TunesmithError(
@@ -363,8 +373,19 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
-def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> SFTConfig:
-    """Defaults < YAML file < overrides (flags), validated once."""
+def load_config(
+    path: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    strict: bool = False,
+    notes: list[Note] | None = None,
+) -> SFTConfig:
+    """Defaults < YAML file < overrides (flags), validated once.
+
+    An AutoTrain Advanced config (told by its `task` or `base_model`) is translated first; what
+    became of its settings is appended to `notes`, and `strict` refuses the settings it can
+    only approximate.
+    """
     values: dict[str, Any] = {}
     source = "flags"
     if path is not None:
@@ -382,6 +403,12 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
         if loaded is not None and not isinstance(loaded, dict):
             raise TunesmithError(f"{path}: the config must be a mapping of settings.")
         values = loaded or {}
+        if autotrain.is_autotrain(values):
+            translation = autotrain.from_yaml(values, Path(path), strict=strict)
+            values = translation.values
+            if notes is not None:
+                notes.append(autotrain.detected(path, translation))
+                notes.extend(translation.notes)
         # Relative paths in a YAML file are relative to the file, not to the shell.
         for key in ("data", "validation", "grader"):
             if isinstance(values.get(key), str) and not Path(values[key]).is_absolute():

@@ -201,7 +201,7 @@ def _conflict(key: str, in_config: Any, in_request: Any, kind: str) -> Tunesmith
     )
 
 
-def _check_model(store, name: str) -> None:
+def check_model(store, name: str) -> None:
     """An unknown model is a bad request here (400 model_not_available), not a missing page."""
     try:
         store.models.resolve(name)
@@ -224,7 +224,7 @@ def create_fine_tuning_job(
     background and the job moves to `queued` (or `failed`, naming the file and line)."""
     hp = method_hyperparameters(body)
     config = to_config(body, hp)
-    _check_model(store, body.model)
+    check_model(store, body.model)
     job = create_job(
         store,
         config,

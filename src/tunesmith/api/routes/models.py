@@ -13,6 +13,7 @@ from tunesmith.api.deps import SettingsDep, StoreDep
 from tunesmith.api.protocol.models import Model, ModelDeleted, ModelList
 from tunesmith.errors import NotFoundError, TunesmithError
 from tunesmith.models.catalog import BUILTINS
+from tunesmith.models.listing import ModelRow, builtin_rows, trained_rows
 from tunesmith.models.spec import ModelSpec
 from tunesmith.settings import Settings
 
@@ -34,17 +35,43 @@ def _builtin_created(name: str) -> int:
         return 0
 
 
-def _builtin(name: str) -> dict:
+def _details(row: ModelRow) -> dict:
+    """The rows `tunesmith models list` prints, as the `tunesmith` extension of a model."""
     return {
-        "id": name,
-        "object": "model",
-        "created": _builtin_created(name),
-        "owned_by": BUILTIN_OWNER,
+        "kind": row.kind,
+        "base_model": row.base,
+        "job": row.job,
+        "parameters": row.parameters,
+        "size_bytes": row.bytes,
+        "adapter": row.adapter,
+        "default": row.default,
     }
 
 
-def _trained(spec: ModelSpec) -> dict:
-    return {"id": spec.name, "object": "model", "created": spec.created, "owned_by": spec.owned_by}
+def _builtins() -> list[dict]:
+    return [
+        {
+            "id": row.name,
+            "object": "model",
+            "created": _builtin_created(row.name),
+            "owned_by": BUILTIN_OWNER,
+            "tunesmith": _details(row),
+        }
+        for row in builtin_rows()
+    ]
+
+
+def _trained(specs: list[ModelSpec]) -> list[dict]:
+    return [
+        {
+            "id": spec.name,
+            "object": "model",
+            "created": spec.created,
+            "owned_by": spec.owned_by,
+            "tunesmith": _details(row),
+        }
+        for spec, row in zip(specs, trained_rows(specs), strict=True)
+    ]
 
 
 def _not_found(name: str) -> NotFoundError:
@@ -59,9 +86,7 @@ def _not_found(name: str) -> NotFoundError:
 @router.get("/models", response_model=ModelList)
 def list_models(store: StoreDep) -> dict:
     """Built-in models first, then fine-tuned models and checkpoints, oldest first."""
-    data = [_builtin(name) for name in BUILTINS]
-    data += [_trained(spec) for spec in store.models.list()]
-    return {"object": "list", "data": data}
+    return {"object": "list", "data": _builtins() + _trained(store.models.list())}
 
 
 # `{model:path}`: fine-tuned names hold colons (which the SDK leaves as they are) and a model name
@@ -69,11 +94,11 @@ def list_models(store: StoreDep) -> dict:
 @router.get("/models/{model:path}", response_model=Model)
 def retrieve_model(model: str, store: StoreDep) -> dict:
     if model in BUILTINS:
-        return _builtin(model)
+        return next(m for m in _builtins() if m["id"] == model)
     spec = store.models.get(model)
     if spec is None:
         raise _not_found(model)
-    return _trained(spec)
+    return _trained([spec])[0]
 
 
 @router.delete("/models/{model:path}", response_model=ModelDeleted)

@@ -77,7 +77,7 @@ function askForKey(message) {
         event.preventDefault();
         setKey(input.value.trim());
         try {
-          await api("/v1/models");
+          await api("/v1/files?limit=1"); // the cheapest call that needs the key
         } catch (err) {
           setKey("");
           fill(problem, errorBox(err, { title: "That key was refused" }));
@@ -116,7 +116,7 @@ document.getElementById("signout").addEventListener("click", () => {
 
 async function start() {
   try {
-    await api("/v1/models");
+    await api("/v1/files?limit=1"); // the cheapest call that needs the key
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return; // the prompt is up
     fill(main, errorBox(err, { title: "The server did not answer" }));

@@ -81,9 +81,11 @@ export function fmtBytes(n) {
 
 export function fmtDuration(seconds) {
   if (seconds === null || seconds === undefined) return "—";
-  if (seconds < 60) return `${Math.round(seconds)} s`;
-  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
-  return `${Math.floor(seconds / 3600)} h ${Math.round((seconds % 3600) / 60)} min`;
+  const s = Math.round(seconds); // round once, so 959.7 s is "16 min 0 s", not "15 min 60 s"
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  const minutes = Math.round(s / 60);
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
 
 /** Run `fn` now and every `ms` until `signal` aborts; a failing call does not stop the loop. */
