@@ -27,7 +27,7 @@ demo: $(VENV)/.installed
 
 # The browser tests drive Debian's chromium through Playwright (no browser download from a CDN).
 test: $(VENV)/.installed-dev
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-dev
