@@ -18,7 +18,14 @@ export function lineChart(el, { title, xLabel = "step", names, height = 240 }) {
   ];
   const width = () => Math.max(280, el.clientWidth || 600);
   const plot = new uPlot(
-    { title, width: width(), height, series, scales: { x: { time: false } }, axes: [{ label: xLabel }, {}] },
+    {
+      title,
+      width: width(),
+      height,
+      series,
+      scales: { x: { time: false } },
+      axes: [{ label: xLabel }, {}],
+    },
     [[], ...names.map(() => [])],
     el,
   );

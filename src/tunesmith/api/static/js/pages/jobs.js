@@ -27,7 +27,12 @@ function list(root, signal) {
   const rows = h("tbody");
   const summary = h("p", { class: "muted small", "aria-live": "polite" });
   root.append(
-    h("div", { class: "actions heading" }, h("h1", {}, "Jobs"), h("a", { class: "button primary", href: "#/new" }, "New job")),
+    h(
+      "div",
+      { class: "actions heading" },
+      h("h1", {}, "Jobs"),
+      h("a", { class: "button primary", href: "#/new" }, "New job"),
+    ),
     summary,
     h(
       "div",
@@ -36,7 +41,17 @@ function list(root, signal) {
         "table",
         { class: "jobs" },
         h("caption", { class: "visually-hidden" }, "Fine-tuning jobs, newest first"),
-        h("thead", {}, h("tr", {}, ["Job", "Status", "Model", "Created", "Fine-tuned model"].map((t) => h("th", { scope: "col" }, t)))),
+        h(
+          "thead",
+          {},
+          h(
+            "tr",
+            {},
+            ["Job", "Status", "Model", "Created", "Fine-tuned model"].map((t) =>
+              h("th", { scope: "col" }, t),
+            ),
+          ),
+        ),
         rows,
       ),
     ),
@@ -48,9 +63,23 @@ function list(root, signal) {
       const page = await api(`/v1/fine_tuning/jobs?limit=${PAGE}`, { signal });
       fill(
         rows,
-        page.data.length ? page.data.map(jobRow) : h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No jobs yet. ", h("a", { href: "#/new" }, "Start one"), ".")),
+        page.data.length
+          ? page.data.map(jobRow)
+          : h(
+              "tr",
+              {},
+              h(
+                "td",
+                { colspan: 5, class: "muted" },
+                "No jobs yet. ",
+                h("a", { href: "#/new" }, "Start one"),
+                ".",
+              ),
+            ),
       );
-      const active = page.data.filter((j) => ["validating_files", "queued", "running"].includes(j.status)).length;
+      const active = page.data.filter((j) =>
+        ["validating_files", "queued", "running"].includes(j.status),
+      ).length;
       const text = `${page.data.length}${page.has_more ? "+" : ""} job(s), ${active} in progress.`;
       if (text !== said) summary.textContent = said = text; // only changes are announced
     },
@@ -109,10 +138,13 @@ async function detail(root, id, signal) {
   view.onControl = async (action) => {
     try {
       await api(`${path}/${action}`, { method: "POST", signal });
-      toast(`Job ${action === "cancel" ? "cancelled" : action === "pause" ? "paused" : "resumed"}.`);
+      toast(
+        `Job ${action === "cancel" ? "cancelled" : action === "pause" ? "paused" : "resumed"}.`,
+      );
       await refresh();
     } catch (err) {
-      if (err?.name !== "AbortError") fill(view.problem, errorBox(err, { title: `Could not ${action} the job` }));
+      if (err?.name !== "AbortError")
+        fill(view.problem, errorBox(err, { title: `Could not ${action} the job` }));
     }
   };
 
@@ -135,7 +167,9 @@ async function newEvents(path, seen, signal) {
   const fresh = [];
   let after = null;
   for (;;) {
-    const page = await api(`${path}/events?limit=${PAGE}${after ? `&after=${after}` : ""}`, { signal });
+    const page = await api(`${path}/events?limit=${PAGE}${after ? `&after=${after}` : ""}`, {
+      signal,
+    });
     for (const event of page.data) {
       if (seen.has(event.id)) return fresh.reverse();
       fresh.push(event);
@@ -151,16 +185,29 @@ function jobView(root, job) {
   const reason = h("div", { class: "reason" });
   const problem = h("div");
   const buttons = {
-    cancel: h("button", { type: "button", class: "danger", onclick: () => view.onControl("cancel") }, "Cancel"),
+    cancel: h(
+      "button",
+      { type: "button", class: "danger", onclick: () => view.onControl("cancel") },
+      "Cancel",
+    ),
     pause: h("button", { type: "button", onclick: () => view.onControl("pause") }, "Pause"),
     resume: h("button", { type: "button", onclick: () => view.onControl("resume") }, "Resume"),
   };
-  const finalModel = h("section", { class: "card", hidden: true, "aria-labelledby": "final-title" });
+  const finalModel = h("section", {
+    class: "card",
+    hidden: true,
+    "aria-labelledby": "final-title",
+  });
   const results = h("div", { class: "actions" });
   const lossChart = curve("Loss", "loss");
   const scoreChart = curve("Token accuracy", "score");
   const checkpoints = h("div", { class: "table-wrap" });
-  const events = h("ol", { class: "events", role: "log", "aria-live": "polite", "aria-label": "Events, newest last" });
+  const events = h("ol", {
+    class: "events",
+    role: "log",
+    "aria-live": "polite",
+    "aria-label": "Events, newest last",
+  });
   let scoreKey = null;
   let lastCheckpoints = "";
 
@@ -173,7 +220,11 @@ function jobView(root, job) {
       h("h2", { id: "status-title" }, "Status ", status),
       reason,
       facts,
-      h("div", { class: "actions", role: "group", "aria-label": "Job controls" }, Object.values(buttons)),
+      h(
+        "div",
+        { class: "actions", role: "group", "aria-label": "Job controls" },
+        Object.values(buttons),
+      ),
       problem,
       results,
     ),
@@ -184,8 +235,18 @@ function jobView(root, job) {
       h("h2", { id: "curves-title" }, "Curves"),
       h("div", { class: "row curves" }, lossChart.figure, scoreChart.figure),
     ),
-    h("section", { class: "card", "aria-labelledby": "ckpt-title" }, h("h2", { id: "ckpt-title" }, "Checkpoints"), checkpoints),
-    h("section", { class: "card", "aria-labelledby": "events-title" }, h("h2", { id: "events-title" }, "Events"), events),
+    h(
+      "section",
+      { class: "card", "aria-labelledby": "ckpt-title" },
+      h("h2", { id: "ckpt-title" }, "Checkpoints"),
+      checkpoints,
+    ),
+    h(
+      "section",
+      { class: "card", "aria-labelledby": "events-title" },
+      h("h2", { id: "events-title" }, "Events"),
+      events,
+    ),
   );
 
   const view = {
@@ -196,28 +257,56 @@ function jobView(root, job) {
       status.dataset.status = job.status;
       fillReason(reason, job, metrics);
       fill(facts, factRows(job));
-      for (const [name, button] of Object.entries(buttons)) button.disabled = !controls[name].includes(job.status);
+      for (const [name, button] of Object.entries(buttons))
+        button.disabled = !controls[name].includes(job.status);
       fill(
         results,
         job.result_files?.length
-          ? h("button", { type: "button", onclick: () => download(`/v1/files/${job.result_files[0]}/content`, "results.csv") }, "Download results CSV")
+          ? h(
+              "button",
+              {
+                type: "button",
+                onclick: () => download(`/v1/files/${job.result_files[0]}/content`, "results.csv"),
+              },
+              "Download results CSV",
+            )
           : null,
       );
       if (job.fine_tuned_model && finalModel.hidden) {
         finalModel.hidden = false;
-        fill(finalModel, h("h2", { id: "final-title" }, "Fine-tuned model"), h("p", {}, h("code", { class: "name" }, job.fine_tuned_model)), modelActions(job.fine_tuned_model));
+        fill(
+          finalModel,
+          h("h2", { id: "final-title" }, "Fine-tuned model"),
+          h("p", {}, h("code", { class: "name" }, job.fine_tuned_model)),
+          modelActions(job.fine_tuned_model),
+        );
       }
       scoreKey ??= SCORES.find(([key]) => metrics.some((m) => `train_${key}` in m)) ?? null;
-      lossChart.update(metrics.map((m) => ({ step: m.step, training: m.train_loss, validation: m.full_valid_loss ?? m.valid_loss })));
+      lossChart.update(
+        metrics.map((m) => ({
+          step: m.step,
+          training: m.train_loss,
+          validation: m.full_valid_loss ?? m.valid_loss,
+        })),
+      );
       if (scoreKey) {
         const [key, title] = scoreKey;
         scoreChart.title(title);
-        scoreChart.update(metrics.map((m) => ({ step: m.step, training: m[`train_${key}`], validation: m[`full_valid_${key}`] ?? m[`valid_${key}`] })));
+        scoreChart.update(
+          metrics.map((m) => ({
+            step: m.step,
+            training: m[`train_${key}`],
+            validation: m[`full_valid_${key}`] ?? m[`valid_${key}`],
+          })),
+        );
       }
       const names = ckpts.map((c) => c.id).join();
       if (names !== lastCheckpoints) {
         lastCheckpoints = names;
-        fill(checkpoints, ckpts.length ? checkpointTable(ckpts) : h("p", { class: "muted" }, "None yet."));
+        fill(
+          checkpoints,
+          ckpts.length ? checkpointTable(ckpts) : h("p", { class: "muted" }, "None yet."),
+        );
       }
       for (const event of fresh) events.append(eventItem(event));
       if (fresh.length) events.scrollTop = events.scrollHeight;
@@ -226,10 +315,23 @@ function jobView(root, job) {
       const { file_id: file, line } = event.data;
       const box = reason.querySelector(".error");
       try {
-        const page = await api(`/v1/files/${encodeURIComponent(file)}/lines?start=${line}&count=1`, { signal });
-        box?.append(h("p", {}, `Line ${line} of file ${file}:`), h("pre", { class: "data-line" }, page.data[0]?.text ?? ""));
+        const page = await api(
+          `/v1/files/${encodeURIComponent(file)}/lines?start=${line}&count=1`,
+          { signal },
+        );
+        box?.append(
+          h("p", {}, `Line ${line} of file ${file}:`),
+          h("pre", { class: "data-line" }, page.data[0]?.text ?? ""),
+        );
       } catch (err) {
-        if (err?.name !== "AbortError") box?.append(h("p", { class: "muted" }, `Line ${line} of file ${file} (the line could not be read: ${err.message}).`));
+        if (err?.name !== "AbortError")
+          box?.append(
+            h(
+              "p",
+              { class: "muted" },
+              `Line ${line} of file ${file} (the line could not be read: ${err.message}).`,
+            ),
+          );
       }
     },
   };
@@ -247,17 +349,25 @@ function fillReason(reason, job, metrics) {
         { class: "error", role: "alert" },
         h("strong", {}, "The job failed"),
         h("p", {}, job.error?.message || "No reason was recorded."),
-        job.error?.param ? h("p", { class: "muted" }, "Field: ", h("code", {}, job.error.param)) : null,
-        job.error?.code ? h("p", { class: "muted" }, "Code: ", h("code", {}, job.error.code)) : null,
+        job.error?.param
+          ? h("p", { class: "muted" }, "Field: ", h("code", {}, job.error.param))
+          : null,
+        job.error?.code
+          ? h("p", { class: "muted" }, "Code: ", h("code", {}, job.error.code))
+          : null,
       ),
     );
     return;
   }
   reason.dataset.status = job.status;
   const last = metrics.at(-1);
-  const progress = job.status === "running" && last ? `step ${last.step} of ${last.total_steps}` : null;
+  const progress =
+    job.status === "running" && last ? `step ${last.step} of ${last.total_steps}` : null;
   const eta = job.estimated_finish ? `estimated finish ${fmtTime(job.estimated_finish)}` : null;
-  fill(reason, h("p", {}, [job.status.replace("_", " "), progress, eta].filter(Boolean).join(" · ")));
+  fill(
+    reason,
+    h("p", {}, [job.status.replace("_", " "), progress, eta].filter(Boolean).join(" · ")),
+  );
 }
 
 function factRows(job) {
@@ -273,14 +383,21 @@ function factRows(job) {
     ["Training file", job.training_file],
     ["Validation file", job.validation_file],
   ];
-  return pairs.filter(([, v]) => v !== undefined && v !== null).map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, String(v))));
+  return pairs
+    .filter(([, v]) => v !== undefined && v !== null)
+    .map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, String(v))));
 }
 
 /** A chart with its point counts in data-points (for tests) and a text summary (for screen readers). */
 function curve(title, kind) {
   const plotEl = h("div", { class: "chart" });
   const caption = h("figcaption", { class: "visually-hidden" }, `${title}: no points yet.`);
-  const figure = h("figure", { class: "curve", dataset: { curve: kind, points: "0", validPoints: "0" } }, plotEl, caption);
+  const figure = h(
+    "figure",
+    { class: "curve", dataset: { curve: kind, points: "0", validPoints: "0" } },
+    plotEl,
+    caption,
+  );
   let chart = null;
   let name = title;
   return {
@@ -315,7 +432,17 @@ function checkpointTable(ckpts) {
   return h(
     "table",
     { class: "checkpoints" },
-    h("thead", {}, h("tr", {}, ["Step", "Checkpoint", "Train loss", "Valid loss", "Actions"].map((t) => h("th", { scope: "col" }, t)))),
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        ["Step", "Checkpoint", "Train loss", "Valid loss", "Actions"].map((t) =>
+          h("th", { scope: "col" }, t),
+        ),
+      ),
+    ),
     h(
       "tbody",
       {},
@@ -341,7 +468,11 @@ function num(value) {
 /** Chat, compare and export for a fine-tuned model or checkpoint. */
 function modelActions(name) {
   const q = encodeURIComponent(name);
-  const format = h("select", {}, EXPORT_FORMATS.map((f) => h("option", { value: f }, f)));
+  const format = h(
+    "select",
+    {},
+    EXPORT_FORMATS.map((f) => h("option", { value: f }, f)),
+  );
   const state = h("span", { class: "small", "aria-live": "polite" });
   const exportButton = h(
     "button",
@@ -350,8 +481,16 @@ function modelActions(name) {
       onclick: async () => {
         exportButton.disabled = true;
         try {
-          const job = await api(`/v1/models/${q}/exports`, { method: "POST", json: { format: format.value } });
-          fill(state, `Export ${job.id} ${job.status}; `, h("a", { href: "#/models" }, "follow it on Models"), ".");
+          const job = await api(`/v1/models/${q}/exports`, {
+            method: "POST",
+            json: { format: format.value },
+          });
+          fill(
+            state,
+            `Export ${job.id} ${job.status}; `,
+            h("a", { href: "#/models" }, "follow it on Models"),
+            ".",
+          );
         } catch (err) {
           fill(state, errorBox(err, { title: "Export refused" }));
         } finally {

@@ -33,9 +33,14 @@ export async function render(root, { query, signal }) {
     name: "grader",
     rows: 6,
     spellcheck: false,
-    placeholder: '{"type": "string_check", "name": "exact", "input": "{{sample.output_text}}", "reference": "{{item.answer}}", "operation": "eq"}',
+    placeholder:
+      '{"type": "string_check", "name": "exact", "input": "{{sample.output_text}}", "reference": "{{item.answer}}", "operation": "eq"}',
   });
-  const graderField = field("Grader (OpenAI grader JSON)", grader, "GRPO scores each sampled answer with it.");
+  const graderField = field(
+    "Grader (OpenAI grader JSON)",
+    grader,
+    "GRPO scores each sampled answer with it.",
+  );
   const settings = h("div", { class: "settings" });
   const problem = h("div", { class: "problem" });
   const planBox = h("section", { class: "card plan", "aria-labelledby": "plan-title" });
@@ -58,17 +63,31 @@ export async function render(root, { query, signal }) {
       h("h2", {}, "Data and model"),
       files.length
         ? null
-        : h("p", { class: "warning" }, "No training files yet: ", h("a", { href: "#/data" }, "upload one on the Data page"), "."),
+        : h(
+            "p",
+            { class: "warning" },
+            "No training files yet: ",
+            h("a", { href: "#/data" }, "upload one on the Data page"),
+            ".",
+          ),
       h(
         "div",
         { class: "row" },
         field("Training file", training, "An uploaded file (purpose fine-tune); the CLI's --data."),
-        field("Validation file", validation, "Optional; gives the validation curve. The CLI's --validation."),
+        field(
+          "Validation file",
+          validation,
+          "Optional; gives the validation curve. The CLI's --validation.",
+        ),
       ),
       h(
         "div",
         { class: "row" },
-        field("Model", model, "The starting point: a built-in model, a fine-tuned model or a checkpoint."),
+        field(
+          "Model",
+          model,
+          "The starting point: a built-in model, a fine-tuned model or a checkpoint.",
+        ),
         field("Suffix", suffix, "Up to 64 characters in the new model's name."),
       ),
       graderField,
@@ -80,7 +99,13 @@ export async function render(root, { query, signal }) {
   );
   root.append(
     h("h1", {}, "New fine-tuning job"),
-    h("p", { class: "muted" }, "Every setting is one of ", h("code", {}, "tunesmith train"), "'s flags: the command and YAML below train the same job from a shell."),
+    h(
+      "p",
+      { class: "muted" },
+      "Every setting is one of ",
+      h("code", {}, "tunesmith train"),
+      "'s flags: the command and YAML below train the same job from a shell.",
+    ),
     form,
   );
 
@@ -100,7 +125,12 @@ export async function render(root, { query, signal }) {
     fill(
       settings,
       [...groups].map(([group, fields]) =>
-        h("fieldset", { class: "card group" }, h("legend", {}, group), h("div", { class: "grid" }, fields)),
+        h(
+          "fieldset",
+          { class: "card group" },
+          h("legend", {}, group),
+          h("div", { class: "grid" }, fields),
+        ),
       ),
     );
   }
@@ -142,15 +172,31 @@ export async function render(root, { query, signal }) {
     state.planning?.abort();
     fill(problem);
     markInvalid(null);
-    const missing = !training.value ? "a training file" : state.method.name === "grpo" && !grader.value.trim() ? "a grader" : null;
+    const missing = !training.value
+      ? "a training file"
+      : state.method.name === "grpo" && !grader.value.trim()
+        ? "a grader"
+        : null;
     if (missing) {
-      fill(planBox, h("h2", { id: "plan-title" }, "Plan"), h("p", { class: "muted" }, `Give ${missing} to see the estimate, the command and the YAML.`));
+      fill(
+        planBox,
+        h("h2", { id: "plan-title" }, "Plan"),
+        h(
+          "p",
+          { class: "muted" },
+          `Give ${missing} to see the estimate, the command and the YAML.`,
+        ),
+      );
       return;
     }
     const mine = new AbortController();
     state.planning = mine;
     try {
-      const planned = await api("/v1/fine_tuning/plans", { method: "POST", json: body(), signal: mine.signal });
+      const planned = await api("/v1/fine_tuning/plans", {
+        method: "POST",
+        json: body(),
+        signal: mine.signal,
+      });
       if (mine.signal.aborted) return;
       showPlan(planned);
       planSaid.textContent = planned.estimate
@@ -176,7 +222,11 @@ export async function render(root, { query, signal }) {
         "div",
         { class: "actions" },
         h("button", { type: "button", onclick: () => copy(p.command) }, "Copy command"),
-        h("button", { type: "button", onclick: () => saveText(`${p.command}\n`, "train.sh") }, "Download command"),
+        h(
+          "button",
+          { type: "button", onclick: () => saveText(`${p.command}\n`, "train.sh") },
+          "Download command",
+        ),
       ),
       h("h3", {}, "As a config file"),
       h("pre", { class: "yaml", "aria-label": "YAML config" }, h("code", {}, p.yaml)),
@@ -184,9 +234,19 @@ export async function render(root, { query, signal }) {
         "div",
         { class: "actions" },
         h("button", { type: "button", onclick: () => copy(p.yaml) }, "Copy YAML"),
-        h("button", { type: "button", onclick: () => saveText(p.yaml, "train.yaml", "application/yaml") }, "Download YAML"),
+        h(
+          "button",
+          { type: "button", onclick: () => saveText(p.yaml, "train.yaml", "application/yaml") },
+          "Download YAML",
+        ),
       ),
-      p.config.grader ? h("p", { class: "muted small" }, "The command reads the grader from grader.json: save the grader JSON above under that name.") : null,
+      p.config.grader
+        ? h(
+            "p",
+            { class: "muted small" },
+            "The command reads the grader from grader.json: save the grader JSON above under that name.",
+          )
+        : null,
     );
   }
 
@@ -201,8 +261,16 @@ export async function render(root, { query, signal }) {
     for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
     if (!param) return;
     const key = param.replace(/^config\./, "").replace(/^method\.\w+\.hyperparameters\./, "");
-    const byRequest = { training_file: training, validation_file: validation, model, suffix, "method.reinforcement.grader": grader };
-    const named = byRequest[param] || [...state.controls.values()].find((c) => c.spec.path.join(".") === key)?.control;
+    const byRequest = {
+      training_file: training,
+      validation_file: validation,
+      model,
+      suffix,
+      "method.reinforcement.grader": grader,
+    };
+    const named =
+      byRequest[param] ||
+      [...state.controls.values()].find((c) => c.spec.path.join(".") === key)?.control;
     named?.setAttribute("aria-invalid", "true");
   }
 
@@ -229,14 +297,21 @@ function label(spec) {
 }
 
 function help(spec) {
-  const shown = spec.default === null ? "none" : typeof spec.default === "object" ? JSON.stringify(spec.default) : String(spec.default);
+  const shown =
+    spec.default === null
+      ? "none"
+      : typeof spec.default === "object"
+        ? JSON.stringify(spec.default)
+        : String(spec.default);
   return `${spec.description} Default: ${shown}. Flag: ${spec.flag}.`.replace(/^ /, "");
 }
 
 function fileSelect(files, empty, chosen) {
   const select = h("select", {}, h("option", { value: "" }, empty));
   for (const f of files) {
-    select.append(h("option", { value: f.id, selected: f.id === chosen }, `${f.filename} (${f.id})`));
+    select.append(
+      h("option", { value: f.id, selected: f.id === chosen }, `${f.filename} (${f.id})`),
+    );
   }
   return select;
 }
@@ -251,7 +326,9 @@ function modelSelect(models) {
   return h(
     "select",
     { name: "model" },
-    [...groups].map(([kind, options]) => h("optgroup", { label: kind.replaceAll("_", " ") }, options)),
+    [...groups].map(([kind, options]) =>
+      h("optgroup", { label: kind.replaceAll("_", " ") }, options),
+    ),
   );
 }
 
@@ -260,16 +337,32 @@ function settingControl(spec) {
   const shown = spec.default === null ? "" : spec.default;
   if (spec.kind === "bool") return h("input", { type: "checkbox", checked: !!spec.default });
   if (spec.kind === "choice") {
-    return h("select", {}, spec.choices.map((c) => h("option", { value: c, selected: c === spec.default }, c)));
+    return h(
+      "select",
+      {},
+      spec.choices.map((c) => h("option", { value: c, selected: c === spec.default }, c)),
+    );
   }
   if (spec.kind === "mapping" || spec.kind === "object") {
     const text = shown === "" ? "" : JSON.stringify(shown);
-    return h("textarea", { rows: 2, spellcheck: false, placeholder: '{"user": "question", "assistant": "answer"}' }, text);
+    return h(
+      "textarea",
+      { rows: 2, spellcheck: false, placeholder: '{"user": "question", "assistant": "answer"}' },
+      text,
+    );
   }
   if ((spec.kind === "int" || spec.kind === "float") && !spec.auto) {
-    return h("input", { type: "number", step: spec.kind === "int" ? "1" : "any", value: String(shown) });
+    return h("input", {
+      type: "number",
+      step: spec.kind === "int" ? "1" : "any",
+      value: String(shown),
+    });
   }
-  return h("input", { type: "text", value: Array.isArray(shown) ? shown.join(",") : String(shown), inputMode: spec.auto ? "decimal" : undefined });
+  return h("input", {
+    type: "text",
+    value: Array.isArray(shown) ? shown.join(",") : String(shown),
+    inputMode: spec.auto ? "decimal" : undefined,
+  });
 }
 
 /** A control's value as the config takes it; undefined when left empty (the default). */
@@ -279,8 +372,15 @@ function readValue(spec, control) {
   if (text === "") return spec.default === null ? undefined : spec.default;
   if (spec.kind === "mapping" || spec.kind === "object") return parseJson(control);
   if (text === "auto" && spec.auto) return "auto";
-  if (spec.kind === "int" || spec.kind === "float") return Number.isNaN(Number(text)) ? text : Number(text);
-  if (spec.kind === "list") return spec.choices.includes(text) ? text : text.split(",").map((s) => s.trim()).filter(Boolean);
+  if (spec.kind === "int" || spec.kind === "float")
+    return Number.isNaN(Number(text)) ? text : Number(text);
+  if (spec.kind === "list")
+    return spec.choices.includes(text)
+      ? text
+      : text
+          .split(",")
+          .map((s) => s.trim())
+          .filter(Boolean);
   return text;
 }
 
@@ -305,7 +405,10 @@ function estimateRows(p) {
   const cfg = p.config;
   const auto = (key) => (cfg[key] === "auto" ? " (auto)" : "");
   const pairs = [
-    ["Examples", `${e.examples}${e.validation_examples ? ` + ${e.validation_examples} validation` : ""}`],
+    [
+      "Examples",
+      `${e.examples}${e.validation_examples ? ` + ${e.validation_examples} validation` : ""}`,
+    ],
     ["Epochs", `${e.epochs}${auto("epochs")}`],
     ["Batch size", `${r.batch_size}${auto("batch_size")}`],
     ["Learning rate", `${r.learning_rate}${auto("learning_rate")}`],
@@ -313,9 +416,14 @@ function estimateRows(p) {
     ["Validation every", `${r.eval_steps} steps${auto("eval_steps")}`],
     ["Tokens per epoch", e.tokens.toLocaleString()],
     ["Billed tokens", e.billed_tokens.toLocaleString()],
-    ["Time on this machine", `about ${fmtDuration(e.seconds)} (at ~${Math.round(e.tokens_per_second)} tokens/s)`],
+    [
+      "Time on this machine",
+      `about ${fmtDuration(e.seconds)} (at ~${Math.round(e.tokens_per_second)} tokens/s)`,
+    ],
   ];
-  return pairs.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", { dataset: { estimate: k } }, v)));
+  return pairs.map(([k, v]) =>
+    h("div", {}, h("dt", {}, k), h("dd", { dataset: { estimate: k } }, v)),
+  );
 }
 
 function dataErrors(report) {
@@ -326,9 +434,17 @@ function dataErrors(report) {
     h(
       "ul",
       {},
-      report.errors.slice(0, 20).map((e) =>
-        h("li", {}, [e.line ? `line ${e.line}` : "file", e.field].filter(Boolean).join(", "), ": ", e.message),
-      ),
+      report.errors
+        .slice(0, 20)
+        .map((e) =>
+          h(
+            "li",
+            {},
+            [e.line ? `line ${e.line}` : "file", e.field].filter(Boolean).join(", "),
+            ": ",
+            e.message,
+          ),
+        ),
     ),
     h("p", {}, h("a", { href: "#/data" }, "Open the Data page"), " to see each line."),
   );
