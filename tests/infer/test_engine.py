@@ -42,9 +42,11 @@ def adapters(tiny_model_dir, tmp_path_factory):
     return out
 
 
-@pytest.fixture
-def engine():
-    e = Engine(max_batch=8, device="cpu")
+@pytest.fixture(params=[True, False], ids=["slot-cache", "transformers-forward"])
+def engine(request):
+    """Both decode paths pass every test here: the slot cache (infer/slots.py, Llama-family
+    models) and transformers' own forward (batch.py, every other model)."""
+    e = Engine(max_batch=8, device="cpu", fast_decode=request.param)
     yield e
     e.close()
 

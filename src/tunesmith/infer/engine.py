@@ -20,9 +20,11 @@ import torch
 from tunesmith.data.records import Message
 from tunesmith.data.render import encode_prompt
 from tunesmith.errors import TunesmithError
+from tunesmith.infer import slots
 from tunesmith.infer.batch import RunningBatch
 from tunesmith.infer.generation import Completion, Delta, Generation
 from tunesmith.infer.sampling import SamplingParams
+from tunesmith.infer.slots import SlotBatch
 from tunesmith.models import threads
 from tunesmith.models.spec import ModelSpec
 
@@ -40,6 +42,7 @@ class Loaded:
     stop_ids: set[int]
     adapters: dict[str, str] = field(default_factory=dict)  # adapter folder -> PEFT adapter name
     batch: RunningBatch | None = None
+    general: bool = False  # an adapter the slot batch cannot apply: switch to RunningBatch
 
 
 @dataclass(frozen=True)
@@ -61,13 +64,20 @@ class Engine:
     IDLE_SECONDS = 0.2  # an idle loop gives the torch thread back to other work this soon
 
     def __init__(
-        self, max_batch: int = 16, device: str | None = None, merge_adapters: bool = False
+        self,
+        max_batch: int = 16,
+        device: str | None = None,
+        merge_adapters: bool = False,
+        fast_decode: bool = True,
     ) -> None:
         """`merge_adapters`: serve each adapter from its own copy of the weights with the adapter
         merged in (the speed of a plain model, one extra copy of the weights per adapter) instead
         of attaching adapters to one shared base (multi-LoRA: any mix of adapters in one batch,
-        ~1.5x slower decoding on a CPU, where PEFT's per-layer overhead dominates)."""
+        ~1.5x slower decoding on a CPU, where PEFT's per-layer overhead dominates).
+        `fast_decode`: decode Llama-family models on the slot cache (infer/slots.py); False keeps
+        transformers' own forward for every model (the baseline the benchmark compares with)."""
         self.max_batch = max_batch
+        self.fast_decode = fast_decode
         self.device = device
         self.merge_adapters = merge_adapters
         self._bases: dict[str, Loaded] = {}
@@ -118,7 +128,8 @@ class Engine:
         stop_ids |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         stop_ids.discard(None)
         loaded = Loaded(model=model, tokenizer=tokenizer, device=device, stop_ids=stop_ids)
-        loaded.batch = RunningBatch(model, device, tokenizer.pad_token_id)
+        fast = self.fast_decode and slots.supported(model)
+        loaded.batch = (SlotBatch if fast else RunningBatch)(model, device, tokenizer.pad_token_id)
         self._bases[key] = loaded
         return loaded
 
@@ -134,6 +145,10 @@ class Engine:
             loaded.model.eval()
             loaded.batch.model = loaded.model
         loaded.adapters[folder] = name
+        if isinstance(loaded.batch, SlotBatch) and not slots.adapters_supported(loaded.model):
+            # e.g. DoRA: served by transformers' own forward once the running rows finish
+            log.info("adapter %s needs the general decode path", folder)
+            loaded.general = True
 
     def limits(self, spec: ModelSpec) -> Limits:
         loaded, _ = self.load(spec)
@@ -284,6 +299,11 @@ class Engine:
                 break
             if seq.cancelled:  # its client left while it waited: nobody reads it, skip the prefill
                 continue
+            if loaded.general and isinstance(loaded.batch, SlotBatch):
+                if len(loaded.batch):  # wait for the rows running on the slot batch to finish
+                    held.append((loaded, seq))
+                    continue
+                loaded.batch = RunningBatch(loaded.model, loaded.device, loaded.batch.pad_id)
             batch = loaded.batch
             group = newcomers.setdefault(id(loaded), (loaded, []))[1]
             if len(batch) + len(group) < self.max_batch and (batch.can_merge() or not len(batch)):

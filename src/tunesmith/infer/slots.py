@@ -1,0 +1,392 @@
+"""The running batch for Llama-family models: a slot KV cache and a decode step in plain torch.
+
+Why not the model's own forward (`batch.RunningBatch`)? On a CPU a decode step is a few hundred
+MFLOP, milliseconds of arithmetic, and transformers' forward spends most of a step in Python
+around it: the 4-D mask rebuilt each step, the cache concatenated per layer, PEFT's per-layer
+adapter dispatch. Here:
+- the KV cache is preallocated, one slot per row, `[layers, slots, kv heads, length, head]`; a
+  request joining is prefilled into a free slot and the running rows are never re-padded; a
+  finished row's slot is refilled by moving the last row into it, so rows stay `0..B-1`;
+- q/k/v and gate/up are one matmul each (the model's own weights become views into the fused
+  tensors: no second copy);
+- LoRA adapters are applied per row as two batched matmuls per fused projection (Punica and
+  S-LoRA's BGMV idea, with each row's A and B gathered once when the batch's rows change, not at
+  every step): a batch mixing adapters costs about what one adapter costs.
+The arithmetic is transformers' own, op for op (RMSNorm in fp32, rotary embeddings from the
+model's `rotary_emb`), so greedy tokens equal `generate`'s; `tests/infer/test_slots.py` checks it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from tunesmith.infer.batch import RunningBatch
+from tunesmith.infer.generation import Generation
+
+log = logging.getLogger(__name__)
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# The projections that share an input, as the fused weights and the LoRA groups hold them.
+GROUPS = {
+    "qkv": ("q_proj", "k_proj", "v_proj"),
+    "o": ("o_proj",),
+    "gate_up": ("gate_proj", "up_proj"),
+    "down": ("down_proj",),
+}
+FIRST_LENGTH = 256  # cache length per slot at first; doubled when a row outgrows it
+
+
+def base_of(model):
+    """The transformers model under a PEFT wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def supported(model) -> bool:
+    """Llama-architecture decoders without biases, tensor-parallel splits or sliding windows."""
+    config = base_of(model).config
+    return (
+        config.model_type == "llama"
+        and not getattr(config, "attention_bias", False)
+        and not getattr(config, "mlp_bias", False)
+        and getattr(config, "pretraining_tp", 1) == 1
+        and config.hidden_act == "silu"
+    )
+
+
+def adapters_supported(model) -> bool:
+    """Plain LoRA on the seven projections only (no DoRA, no trained embeddings or head)."""
+    for config in getattr(model, "peft_config", {}).values():
+        targets = set(getattr(config, "target_modules", None) or ())
+        if (
+            getattr(config, "peft_type", None) != "LORA"
+            or getattr(config, "use_dora", False)
+            or getattr(config, "modules_to_save", None)
+            or not targets <= {*PROJECTIONS, "all-linear"}
+        ):
+            return False
+    return True
+
+
+def _weight(module) -> torch.Tensor:
+    return getattr(module, "base_layer", module).weight
+
+
+def _fuse(modules: list) -> torch.Tensor:
+    """One weight for several linear layers on the same input; each layer's own weight becomes a
+    view into it, so the model keeps working and no memory is spent twice."""
+    weights = [_weight(m) for m in modules]
+    fused = torch.cat([w.data for w in weights])
+    start = 0
+    for w in weights:
+        w.data = fused[start : start + w.shape[0]]
+        start += w.shape[0]
+    return fused
+
+
+def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """LlamaRMSNorm, op for op (the variance in fp32)."""
+    dtype = x.dtype
+    h = x.to(torch.float32)
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+@dataclass
+class Layer:
+    qkv: torch.Tensor
+    o: torch.Tensor
+    gate_up: torch.Tensor
+    down: torch.Tensor
+    attn_norm: torch.Tensor
+    mlp_norm: torch.Tensor
+    modules: dict  # projection name -> module (its LoRA weights, when an adapter is attached)
+
+
+class Lora:
+    """Each row's adapter as fused A and B per projection group, gathered for the rows of the
+    batch: `delta = (h @ A_row^T) @ B_row^T`, zero for a row without an adapter.
+
+    Groups share an input, like the fused weights: qkv, o, gate_up, down. Within a group the
+    projections' A matrices are stacked along the rank and their B matrices placed block-
+    diagonally, with the adapter's scaling folded into B; ranks are zero-padded to the largest.
+    """
+
+    def __init__(self, layers: list[Layer], adapters: list[str | None]) -> None:
+        names = sorted({a for a in adapters if a is not None})
+        self.active = bool(names)
+        self.per_layer: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
+        if not self.active:
+            return
+        for layer in layers:
+            groups = {}
+            for group, projections in GROUPS.items():
+                per_adapter = {name: self._fused(layer, projections, name) for name in names}
+                rank = max(a.shape[0] for a, _ in per_adapter.values())
+                a_rows, b_rows = [], []
+                for adapter in adapters:
+                    a, b = per_adapter.get(adapter, (None, None)) if adapter else (None, None)
+                    a_rows.append(self._pad(a, rank, layer, projections, dim=0))
+                    b_rows.append(self._pad(b, rank, layer, projections, dim=1))
+                groups[group] = (
+                    torch.stack(a_rows).transpose(1, 2),  # [rows, in, rank]
+                    torch.stack(b_rows).transpose(1, 2),  # [rows, rank, out]
+                )
+            self.per_layer.append(groups)
+
+    @staticmethod
+    def _fused(layer: Layer, projections: tuple[str, ...], name: str):
+        """A [sum of ranks, in] and block-diagonal B [sum of outs, sum of ranks], scaled."""
+        a_parts, b_parts = [], []
+        for projection in projections:
+            module = layer.modules[projection]
+            out_features = _weight(module).shape[0]
+            lora_a = getattr(module, "lora_A", {})
+            if name in lora_a:
+                a = lora_a[name].weight
+                b = module.lora_B[name].weight * module.scaling[name]
+            else:  # this adapter leaves the projection alone
+                a = _weight(module).new_zeros((0, _weight(module).shape[1]))
+                b = _weight(module).new_zeros((out_features, 0))
+            a_parts.append(a)
+            b_parts.append(b)
+        a = torch.cat(a_parts)
+        b = torch.block_diag(*b_parts)
+        return a.to(_weight(layer.modules[projections[0]]).dtype), b.to(a.dtype)
+
+    @staticmethod
+    def _pad(t: torch.Tensor | None, rank: int, layer: Layer, projections, dim: int):
+        weight = _weight(layer.modules[projections[0]])
+        if t is None:  # a row without an adapter: zeros
+            outs = sum(_weight(layer.modules[p]).shape[0] for p in projections)
+            shape = (rank, weight.shape[1]) if dim == 0 else (outs, rank)
+            return weight.new_zeros(shape)
+        missing = rank - t.shape[dim]
+        if missing == 0:
+            return t
+        pad = [0, 0, 0, missing] if dim == 0 else [0, missing]
+        return F.pad(t, pad)
+
+    def delta(self, layer: int, group: str, h: torch.Tensor) -> torch.Tensor | None:
+        if not self.active:
+            return None
+        a, b = self.per_layer[layer][group]
+        return torch.bmm(torch.bmm(h, a), b)
+
+
+class SlotBatch(RunningBatch):
+    """`RunningBatch`'s contract (admit, step, drop_finished, fail_all) on the slot cache."""
+
+    def __init__(self, model, device: str, pad_id: int) -> None:
+        super().__init__(model, device, pad_id)
+        self._built_for: int | None = None
+        self._lora: Lora | None = None
+        self.keys: torch.Tensor | None = None  # [layers, slots, kv heads, length, head dim]
+        self.values: torch.Tensor | None = None
+        self.lengths: list[int] = []  # tokens in each row's slot (= its next position)
+
+    # --- the model's weights, fused once ----------------------------------------------------------
+    def _build(self) -> None:
+        if self._built_for == id(self.model):
+            return
+        # The fused weights must be ordinary tensors, not inference-mode ones (admit runs under
+        # inference_mode): they back the model's own parameters from now on.
+        with torch.inference_mode(False), torch.no_grad():
+            self._build_now()
+
+    def _build_now(self) -> None:
+        base = base_of(self.model)
+        config = base.config
+        self.n_heads = config.num_attention_heads
+        self.n_kv = config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
+        self.eps = config.rms_norm_eps
+        self.embed = base.model.embed_tokens.weight
+        self.norm = base.model.norm.weight
+        self.head = base.lm_head.weight
+        self.rotary = base.model.rotary_emb
+        self.scaling = self.head_dim**-0.5
+        self.layers = []
+        for block in base.model.layers:
+            attn, mlp = block.self_attn, block.mlp
+            modules = {
+                name: getattr(attn if name[0] in "qkvo" else mlp, name) for name in PROJECTIONS
+            }
+            qkv = _fuse([modules["q_proj"], modules["k_proj"], modules["v_proj"]])
+            gate_up = _fuse([modules["gate_proj"], modules["up_proj"]])
+            self.layers.append(
+                Layer(
+                    qkv=qkv,
+                    o=_weight(modules["o_proj"]),
+                    gate_up=gate_up,
+                    down=_weight(modules["down_proj"]),
+                    attn_norm=block.input_layernorm.weight,
+                    mlp_norm=block.post_attention_layernorm.weight,
+                    modules=modules,
+                )
+            )
+        self._built_for = id(self.model)
+        self._lora = None
+
+    def _adapters_changed(self) -> None:
+        """The rows changed: gather their adapters' weights once for the steps to come."""
+        self._lora = Lora(self.layers, [row.adapter for row in self.rows])
+
+    # --- the cache -------------------------------------------------------------------------------
+    def _reserve(self, slots: int, length: int) -> None:
+        """Room for `slots` rows of `length` tokens, doubling (amortised: a few copies a run)."""
+        if self.keys is not None and self.keys.shape[1] >= slots and self.keys.shape[3] >= length:
+            return
+        have_slots = self.keys.shape[1] if self.keys is not None else 0
+        have_length = self.keys.shape[3] if self.keys is not None else FIRST_LENGTH // 2
+        new_slots = max(slots, have_slots)
+        new_length = have_length
+        while new_length < length:
+            new_length *= 2
+        shape = (len(self.layers), new_slots, self.n_kv, new_length, self.head_dim)
+        keys = self.embed.new_zeros(shape)
+        values = self.embed.new_zeros(shape)
+        if self.keys is not None:
+            keys[:, :have_slots, :, : self.keys.shape[3]] = self.keys
+            values[:, :have_slots, :, : self.values.shape[3]] = self.values
+        self.keys, self.values = keys, values
+
+    # --- one forward over new tokens -------------------------------------------------------------
+    def _forward_tokens(
+        self,
+        ids: torch.Tensor,  # [rows, tokens]
+        positions: torch.Tensor,  # [rows, tokens]
+        rows: slice,  # the slots these rows occupy
+        lora: Lora | None,
+    ) -> torch.Tensor:
+        """Run new tokens of rows `rows` through the decoder, writing their keys and values into
+        the cache at their positions; the logits of each row's last token, [rows, vocab]."""
+        n, t = ids.shape
+        x = F.embedding(ids, self.embed)
+        cos, sin = self.rotary(x, positions)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        end = int(positions.max()) + 1
+        if t > 1:  # a prefill: one row from position 0, causal within itself
+            mask, causal = None, True
+        else:  # a decode step: each row sees its own filled positions
+            mask = torch.arange(end, device=ids.device)[None, :] <= positions
+            mask = None if bool(mask.all()) else mask[:, None, None, :]
+            causal = False
+        slot_ids = torch.arange(rows.start, rows.stop, device=ids.device)
+        q_size, kv_size = self.n_heads * self.head_dim, self.n_kv * self.head_dim
+        for index, layer in enumerate(self.layers):
+            h = _rms(x, layer.attn_norm, self.eps)
+            qkv = F.linear(h, layer.qkv)
+            if lora is not None and (d := lora.delta(index, "qkv", h)) is not None:
+                qkv = qkv + d
+            q, k, v = qkv.split((q_size, kv_size, kv_size), dim=-1)
+            q = q.view(n, t, self.n_heads, self.head_dim).transpose(1, 2)
+            k = k.view(n, t, self.n_kv, self.head_dim).transpose(1, 2)
+            v = v.view(n, t, self.n_kv, self.head_dim).transpose(1, 2)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            cache_k, cache_v = self.keys[index], self.values[index]
+            if t > 1:
+                cache_k[rows, :, :t] = k
+                cache_v[rows, :, :t] = v
+                keys, values = k, v
+            else:
+                cache_k[slot_ids, :, positions[:, 0]] = k[:, :, 0]
+                cache_v[slot_ids, :, positions[:, 0]] = v[:, :, 0]
+                keys, values = cache_k[rows, :, :end], cache_v[rows, :, :end]
+            attn = F.scaled_dot_product_attention(
+                q,
+                keys,
+                values,
+                attn_mask=mask,
+                is_causal=causal,
+                scale=self.scaling,
+                enable_gqa=self.n_kv != self.n_heads,
+            )
+            attn = attn.transpose(1, 2).reshape(n, t, q_size)
+            out = F.linear(attn, layer.o)
+            if lora is not None and (d := lora.delta(index, "o", attn)) is not None:
+                out = out + d
+            x = x + out
+            h = _rms(x, layer.mlp_norm, self.eps)
+            gate_up = F.linear(h, layer.gate_up)
+            if lora is not None and (d := lora.delta(index, "gate_up", h)) is not None:
+                gate_up = gate_up + d
+            gate, up = gate_up.chunk(2, dim=-1)
+            act = F.silu(gate) * up
+            out = F.linear(act, layer.down)
+            if lora is not None and (d := lora.delta(index, "down", act)) is not None:
+                out = out + d
+            x = x + out
+        x = _rms(x[:, -1], self.norm, self.eps)
+        return F.linear(x, self.head)
+
+    # --- the batch's contract --------------------------------------------------------------------
+    @torch.inference_mode()
+    def admit(self, newcomers: list[Generation]) -> None:
+        """Prefill each newcomer into a slot of its own (prompts of different lengths need no
+        padding this way), sample its first token; the running rows are not touched."""
+        self._build()
+        for seq in newcomers:
+            slot = len(self.rows)
+            length = len(seq.prompt_ids)
+            self._reserve(slot + 1, length + 1)
+            ids = torch.tensor([seq.prompt_ids], device=self.device)
+            positions = torch.arange(length, device=self.device)[None, :]
+            lora = Lora(self.layers, [seq.adapter])
+            logits = self._forward_tokens(ids, positions, slice(slot, slot + 1), lora)
+            self.rows.append(seq)
+            self.lengths.append(length)
+            self.positions.append(length)
+            self.last.append(0)
+            self._sample(seq, logits[0].float().cpu(), slot)
+        self._adapters_changed()
+
+    def can_merge(self) -> bool:
+        return True  # a newcomer takes a free slot; nothing is re-padded
+
+    @torch.inference_mode()
+    def step(self) -> None:
+        n = len(self.rows)
+        self._reserve(n, max(self.lengths) + 1)
+        ids = torch.tensor(self.last, device=self.device)[:, None]
+        positions = torch.tensor(self.lengths, device=self.device)[:, None]
+        logits = self._forward_tokens(ids, positions, slice(0, n), self._lora).float().cpu()
+        for row, seq in enumerate(self.rows):
+            self.lengths[row] += 1
+            self.positions[row] += 1
+            self._sample(seq, logits[row], row)
+        self.drop_finished()
+
+    @torch.inference_mode()  # the cache is an inference tensor: moved in inference mode only
+    def drop_finished(self) -> None:
+        done = [row for row, s in enumerate(self.rows) if s.done]
+        if not done:
+            return
+        for row in reversed(done):  # fill each hole with the last row: slots stay 0..B-1
+            last = len(self.rows) - 1
+            if row != last:
+                length = self.lengths[last]
+                self.keys[:, row, :, :length] = self.keys[:, last, :, :length]
+                self.values[:, row, :, :length] = self.values[:, last, :, :length]
+                for items in (self.rows, self.lengths, self.positions, self.last):
+                    items[row] = items[last]
+            for items in (self.rows, self.lengths, self.positions, self.last):
+                items.pop()
+        if self.rows:
+            self._adapters_changed()
+        else:
+            self._lora = None
+
+    def fail_all(self, error: BaseException) -> None:
+        for seq in self.rows:
+            seq.fail(error)
+        self.rows, self.lengths, self.positions, self.last = [], [], [], []
+        self._lora = None

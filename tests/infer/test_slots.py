@@ -1,0 +1,105 @@
+"""The slot-cache decode path (infer/slots.py) gives the tokens plain `generate` gives: on the
+real built-in model, when rows join and leave, past the first cache length, and with adapters;
+an adapter it cannot apply (DoRA) is served by the general path instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from tunesmith.data.records import Message
+from tunesmith.data.render import encode_prompt
+from tunesmith.infer.batch import RunningBatch
+from tunesmith.infer.engine import Engine
+from tunesmith.infer.sampling import SamplingParams
+from tunesmith.infer.slots import FIRST_LENGTH, SlotBatch
+from tunesmith.models.spec import ModelSpec
+
+PROMPTS = ["Hello!", "List three colors.", "What is two plus two?", "Ship 3 lamps to Oslo"]
+
+
+def local(folder: Path, adapter: Path | None = None, name: str = "m") -> ModelSpec:
+    return ModelSpec(
+        name=name, kind="local", base=str(folder), weights=str(folder), adapter=adapter
+    )
+
+
+def generate(folder: Path, ids: list[int], n: int, adapter: Path | None = None) -> list[int]:
+    """Plain `generate`, one request, greedy, in the dtype tunesmith serves in here (bf16 where
+    the CPU has bf16 units)."""
+    from tunesmith.models.hardware import inference_dtype
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=inference_dtype("cpu"))
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+    out = model.generate(
+        torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0
+    )
+    return out[0, len(ids) :].tolist()
+
+
+@pytest.fixture
+def engine():
+    e = Engine(max_batch=8, device="cpu")
+    yield e
+    e.close()
+
+
+def loaded(engine: Engine):
+    (only,) = engine._bases.values()
+    return only
+
+
+def ids_of(engine: Engine, spec: ModelSpec, text: str) -> list[int]:
+    return encode_prompt(engine.tokenizer(spec), [Message(role="user", content=text)])
+
+
+@pytest.mark.slow
+def test_the_built_in_model_decodes_on_slots_as_generate_does(engine, builtin_dir) -> None:
+    spec = local(builtin_dir)
+    # Rows that end at different steps: each leaving row's slot is refilled by the last one.
+    # (transformers' own batched forward, left-padded, does not always give these tokens.)
+    runs = [(ids_of(engine, spec, p), SamplingParams(max_tokens=n, temperature=0))
+            for p, n in zip(PROMPTS, (24, 6, 16, 10), strict=True)]  # fmt: skip
+    batched = [engine.submit(spec, ids, params) for ids, params in runs]
+    batched = [engine.wait(s) for s in batched]
+    assert isinstance(loaded(engine).batch, SlotBatch)
+    for (ids, params), done in zip(runs, batched, strict=True):
+        # generate (told of no end) goes on past the end-of-turn token where the engine stops.
+        expected = generate(builtin_dir, ids, params.max_tokens)
+        assert done.token_ids == expected[: len(done.token_ids)]
+        if done.finish_reason == "stop":
+            assert expected[len(done.token_ids)] in loaded(engine).stop_ids
+        else:
+            assert len(done.token_ids) == params.max_tokens
+
+
+def test_a_prompt_longer_than_the_first_cache_length_grows_the_cache(engine, tiny_model_dir):
+    spec = local(tiny_model_dir)
+    short = engine.submit(
+        spec, ids_of(engine, spec, "Hi"), SamplingParams(max_tokens=30, temperature=0)
+    )
+    long_ids = ids_of(engine, spec, "count the words " * (FIRST_LENGTH // 3))
+    assert len(long_ids) > FIRST_LENGTH
+    long = engine.submit(spec, long_ids, SamplingParams(max_tokens=8, temperature=0))
+    assert engine.wait(long).token_ids == generate(tiny_model_dir, long_ids, 8)
+    assert engine.wait(short).token_ids == generate(tiny_model_dir, ids_of(engine, spec, "Hi"), 30)
+
+
+def test_a_dora_adapter_is_served_by_the_general_path(engine, tiny_model_dir, tmp_path) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(3)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    config = LoraConfig(r=4, target_modules="all-linear", use_dora=True, init_lora_weights=False)
+    get_peft_model(base, config).save_pretrained(tmp_path / "dora")
+    spec = local(tiny_model_dir, tmp_path / "dora", "dora")
+    ids = ids_of(engine, spec, PROMPTS[1])
+    tokens = engine.wait(engine.submit(spec, ids, SamplingParams(max_tokens=10, temperature=0)))
+    assert tokens.token_ids == generate(tiny_model_dir, ids, 10, tmp_path / "dora")
+    assert type(loaded(engine).batch) is RunningBatch
