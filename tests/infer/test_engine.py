@@ -55,22 +55,7 @@ def prompt_ids(engine, spec, text):
     return encode_prompt(engine.tokenizer(spec), [Message(role="user", content=text)])
 
 
-def reference(folder: Path, adapter: Path | None, ids: list[int], n: int) -> list[int]:
-    """Plain transformers generate, one request, greedy: the baseline the engine must match."""
-    from tunesmith.models.hardware import inference_dtype
-
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=inference_dtype("cpu"))
-    if adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(adapter))
-    out = model.generate(
-        torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0
-    )
-    return out[0, len(ids) :].tolist()
-
-
-def test_batched_greedy_equals_one_at_a_time(engine, tiny_model_dir):
+def test_batched_greedy_equals_one_at_a_time(engine, tiny_model_dir, reference):
     spec = local(tiny_model_dir)
     ids = [prompt_ids(engine, spec, p) for p in PROMPTS]
     batched = [engine.submit(spec, i, GREEDY) for i in ids]
@@ -94,7 +79,9 @@ def test_requests_joining_a_running_batch_get_the_same_tokens(engine, tiny_model
     assert joined == alone
 
 
-def test_mixed_adapters_in_one_batch_each_get_their_own(engine, tiny_model_dir, adapters):
+def test_mixed_adapters_in_one_batch_each_get_their_own(
+    engine, tiny_model_dir, adapters, reference
+):
     specs = [
         local(tiny_model_dir),
         *(local(tiny_model_dir, a, f"a{i}") for i, a in enumerate(adapters)),

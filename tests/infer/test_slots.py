@@ -27,22 +27,6 @@ def local(folder: Path, adapter: Path | None = None, name: str = "m") -> ModelSp
     )
 
 
-def generate(folder: Path, ids: list[int], n: int, adapter: Path | None = None) -> list[int]:
-    """Plain `generate`, one request, greedy, in the dtype tunesmith serves in here (bf16 where
-    the CPU has bf16 units)."""
-    from tunesmith.models.hardware import inference_dtype
-
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=inference_dtype("cpu"))
-    if adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(adapter))
-    out = model.generate(
-        torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0
-    )
-    return out[0, len(ids) :].tolist()
-
-
 @pytest.fixture
 def engine():
     e = Engine(max_batch=8, device="cpu")
@@ -60,7 +44,9 @@ def ids_of(engine: Engine, spec: ModelSpec, text: str) -> list[int]:
 
 
 @pytest.mark.slow
-def test_the_built_in_model_decodes_on_slots_as_generate_does(engine, builtin_dir) -> None:
+def test_the_built_in_model_decodes_on_slots_as_generate_does(
+    engine, builtin_dir, reference
+) -> None:
     spec = local(builtin_dir)
     # Rows that end at different steps: each leaving row's slot is refilled by the last one.
     # (transformers' own batched forward, left-padded, does not always give these tokens.)
@@ -71,7 +57,7 @@ def test_the_built_in_model_decodes_on_slots_as_generate_does(engine, builtin_di
     assert isinstance(loaded(engine).batch, SlotBatch)
     for (ids, params), done in zip(runs, batched, strict=True):
         # generate (told of no end) goes on past the end-of-turn token where the engine stops.
-        expected = generate(builtin_dir, ids, params.max_tokens)
+        expected = reference(builtin_dir, None, ids, params.max_tokens)
         assert done.token_ids == expected[: len(done.token_ids)]
         if done.finish_reason == "stop":
             assert expected[len(done.token_ids)] in loaded(engine).stop_ids
@@ -79,7 +65,9 @@ def test_the_built_in_model_decodes_on_slots_as_generate_does(engine, builtin_di
             assert len(done.token_ids) == params.max_tokens
 
 
-def test_a_prompt_longer_than_the_first_cache_length_grows_the_cache(engine, tiny_model_dir):
+def test_a_prompt_longer_than_the_first_cache_length_grows_the_cache(
+    engine, tiny_model_dir, reference
+):
     spec = local(tiny_model_dir)
     short = engine.submit(
         spec, ids_of(engine, spec, "Hi"), SamplingParams(max_tokens=30, temperature=0)
@@ -87,11 +75,15 @@ def test_a_prompt_longer_than_the_first_cache_length_grows_the_cache(engine, tin
     long_ids = ids_of(engine, spec, "count the words " * (FIRST_LENGTH // 3))
     assert len(long_ids) > FIRST_LENGTH
     long = engine.submit(spec, long_ids, SamplingParams(max_tokens=8, temperature=0))
-    assert engine.wait(long).token_ids == generate(tiny_model_dir, long_ids, 8)
-    assert engine.wait(short).token_ids == generate(tiny_model_dir, ids_of(engine, spec, "Hi"), 30)
+    assert engine.wait(long).token_ids == reference(tiny_model_dir, None, long_ids, 8)
+    assert engine.wait(short).token_ids == reference(
+        tiny_model_dir, None, ids_of(engine, spec, "Hi"), 30
+    )
 
 
-def test_a_dora_adapter_is_served_by_the_general_path(engine, tiny_model_dir, tmp_path) -> None:
+def test_a_dora_adapter_is_served_by_the_general_path(
+    engine, tiny_model_dir, tmp_path, reference
+) -> None:
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(3)
@@ -101,5 +93,5 @@ def test_a_dora_adapter_is_served_by_the_general_path(engine, tiny_model_dir, tm
     spec = local(tiny_model_dir, tmp_path / "dora", "dora")
     ids = ids_of(engine, spec, PROMPTS[1])
     tokens = engine.wait(engine.submit(spec, ids, SamplingParams(max_tokens=10, temperature=0)))
-    assert tokens.token_ids == generate(tiny_model_dir, ids, 10, tmp_path / "dora")
+    assert tokens.token_ids == reference(tiny_model_dir, tmp_path / "dora", ids, 10)
     assert type(loaded(engine).batch) is RunningBatch
