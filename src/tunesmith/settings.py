@@ -24,6 +24,11 @@ class Settings(BaseSettings):
         "(or test runs) can share one with TUNESMITH_MODELS_CACHE.",
     )
     org: str = Field(default="local", description="Organisation slug in fine-tuned model names.")
+    fast_decode: bool = Field(
+        default=True,
+        description="Decode Llama-family models on the slot cache (infer/slots.py); false serves "
+        "every model through transformers' own forward (the benchmark's comparison).",
+    )
 
     # --- what the server accepts: everything here is closed unless the operator opens it ---------
     max_upload_bytes: int = Field(default=512 * 1024**2, description="Largest accepted upload.")
