@@ -9,9 +9,10 @@ dropout, all linear layers), batch 8, the same number of optimizer steps, on the
 chat data (the demo task's one-turn examples plus two- and four-turn conversations built from
 them). Each run is a fresh process (peak RSS is per process), and the two alternate, round after
 round, so that drift on a shared machine hits both. Printed per run: tokens/s (every token through
-the model, and assistant tokens), step time, peak RSS, model FLOPs utilisation against a bf16
-matmul peak measured here, and the assistant-token loss on held-out examples after training,
-computed the same way for both.
+the model, and assistant tokens), step time, peak RSS, model FLOPs utilisation against a matmul
+peak measured here (about 2 s per dtype: bf16 where the CPU computes it natively, fp32 elsewhere,
+as tunesmith trains), and the assistant-token loss on held-out examples after training, computed
+the same way for both.
 
 MFU counts 4·N FLOPs per token for LoRA (a forward pass, and a backward pass for the inputs only:
 frozen weights get no weight gradient), N = parameters in matrix products (the tied output head
@@ -97,24 +98,37 @@ def openai_dpo(pair: dict) -> dict:
 
 
 # --- measuring --------------------------------------------------------------------------------------
-def matmul_peak(dtype_name: str, device: str = "cpu", repeats: int = 20) -> float:
-    """GFLOP/s of a square matmul on this machine, in the given dtype."""
+def native_dtypes(device: str) -> list[str]:
+    """The dtypes this device computes natively, the one training runs in first. bf16 only where
+    tunesmith would train in it (models/hardware.py): elsewhere PyTorch emulates bf16 matmuls,
+    slower than fp32, and timing them took more than 13 minutes on an AVX2-only CPU."""
+    from tunesmith.models.hardware import pick_precision
+
+    return ["bfloat16", "float32"] if pick_precision("auto", device) == "bf16" else ["float32"]
+
+
+def matmul_peak(dtype_name: str, device: str = "cpu", budget_s: float = 2.0) -> float:
+    """GFLOP/s of a square matmul on this machine, in the given dtype: as many as fit in
+    `budget_s` seconds (at least one), after one untimed warm-up."""
     import torch
 
     size = 8192 if device == "cuda" else 2048
     dtype = getattr(torch, dtype_name)
     a = torch.randn(size, size, dtype=dtype, device=device)
     b = torch.randn(size, size, dtype=dtype, device=device)
-    for _ in range(3):
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    a @ b
+    sync()
+    count, started = 0, time.perf_counter()
+    while count == 0 or time.perf_counter() - started < budget_s:
         a @ b
-    if device == "cuda":
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+        sync()  # per matmul, so the clock sees finished work (a GPU would queue them)
+        count += 1
+    return 2 * size**3 * count / (time.perf_counter() - started) / 1e9
 
 
 def matmul_params(model) -> int:
@@ -591,11 +605,16 @@ def main() -> None:
     data = work / "train.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in train_rows))
     (work / "eval.json").write_text(json.dumps(eval_rows))
-    peak = {d: matmul_peak(d, args.device) for d in ("bfloat16", "float32")}
+    peak = {d: matmul_peak(d, args.device) for d in native_dtypes(args.device)}
+    # MFU against the peak of the dtype training computes in: bf16 where native, else fp32.
+    compute = next(iter(peak))
+    short = {"bfloat16": "bf16", "float32": "fp32"}
     where = torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()} cores"
     print(f"machine: {where}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     print(
-        f"measured matmul peak: bf16 {peak['bfloat16']:.0f} GFLOP/s, fp32 {peak['float32']:.0f} GFLOP/s"
+        "measured matmul peak: "
+        + ", ".join(f"{short[d]} {gflops:.0f} GFLOP/s" for d, gflops in peak.items())
+        + ("" if "bfloat16" in peak else " (no native bf16 here: not measured)")
     )
     print(f"data: {len(train_rows)} examples (1, 2 and 4 turns), {args.steps} steps of batch 8\n")
     variants = ["trl", "tunesmith", *(["qlora"] if args.qlora else [])]
@@ -611,7 +630,7 @@ def main() -> None:
             print(
                 f"round {round_ + 1} {r['name']:<24} {r['tokens_per_s']:7.0f} tok/s "
                 f"({r['assistant_tokens_per_s']:5.0f} assistant)  step {r['step_s']:5.2f} s  "
-                f"peak mem {r['peak_rss_gb']:4.1f} GB  MFU {r['model_gflops_per_s'] / peak['bfloat16']:5.1%}  "
+                f"peak mem {r['peak_rss_gb']:4.1f} GB  MFU {r['model_gflops_per_s'] / peak[compute]:5.1%}  "
                 f"eval loss {r['eval_loss']:.3f}",
                 flush=True,
             )
@@ -631,8 +650,8 @@ def main() -> None:
         values = "".join(f"{med[v][key]:14.3f}" for v in variants)
         ratios = " ".join(f"{med[v][key] / med['trl'][key]:.2f}x" for v in variants[1:])
         print(f"{label:<21}{values}   {ratios}")
-    mfu = "".join(f"{med[v]['model_gflops_per_s'] / peak['bfloat16']:14.1%}" for v in variants)
-    print(f"{'MFU (bf16 peak)':<21}{mfu}")
+    mfu = "".join(f"{med[v]['model_gflops_per_s'] / peak[compute]:14.1%}" for v in variants)
+    print(f"{f'MFU ({short[compute]} peak)':<21}{mfu}")
 
 
 def main_dpo(args) -> None:

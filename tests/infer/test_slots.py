@@ -95,3 +95,37 @@ def test_a_dora_adapter_is_served_by_the_general_path(
     tokens = engine.wait(engine.submit(spec, ids, SamplingParams(max_tokens=10, temperature=0)))
     assert tokens.token_ids == reference(tiny_model_dir, tmp_path / "dora", ids, 10)
     assert type(loaded(engine).batch) is RunningBatch
+
+
+def test_a_shared_prefix_is_computed_once_and_answers_stay_the_same(
+    engine, tiny_model_dir, reference
+) -> None:
+    spec = local(tiny_model_dir)
+    tokenizer = engine.tokenizer(spec)
+    system = Message(role="system", content="Extract the order as JSON. " * 12)
+    asks = ["Ship 3 lamps to Oslo", "Send two chairs to Rome"]
+    prompts = [encode_prompt(tokenizer, [system, Message(role="user", content=a)]) for a in asks]
+    shared = next(i for i, (a, b) in enumerate(zip(*prompts, strict=False)) if a != b)
+    assert shared >= 2 * 32  # the system prompt spans whole blocks
+    greedy = SamplingParams(max_tokens=12, temperature=0)
+    first = engine.wait(engine.submit(spec, prompts[0], greedy)).token_ids
+    prefixes = loaded(engine).batch.prefixes
+    assert prefixes.hits == 0
+    second = engine.wait(engine.submit(spec, prompts[1], greedy)).token_ids
+    assert prefixes.hits == shared // 32 * 32  # the shared blocks were copied, not recomputed
+    assert first == reference(tiny_model_dir, None, prompts[0], 12)
+    assert second == reference(tiny_model_dir, None, prompts[1], 12)
+    again = engine.wait(engine.submit(spec, prompts[1], greedy)).token_ids
+    assert again == second  # a whole prompt seen before: all but its last block reused
+
+
+def test_the_prefix_cache_keeps_to_its_budget() -> None:
+    from tunesmith.infer.slots import PrefixCache
+
+    cache = PrefixCache(max_bytes=3 * 2 * 4 * PrefixCache.BLOCK * 4)  # three blocks of fp32
+    keys = torch.ones((1, 1, 10 * PrefixCache.BLOCK, 4))
+    cache.store(None, list(range(10 * PrefixCache.BLOCK)), keys, keys)
+    assert len(cache.blocks) == 3 and cache.bytes <= cache.max_bytes
+    # The oldest (first) blocks went: a lookup stops at the first missing block.
+    assert cache.match(None, list(range(10 * PrefixCache.BLOCK))) == []
+    assert len(cache.match("other-adapter", list(range(10 * PrefixCache.BLOCK)))) == 0

@@ -19,6 +19,7 @@ model's `rotary_emb`), so greedy tokens equal `generate`'s; `tests/infer/test_sl
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -181,11 +182,71 @@ class Lora:
         return torch.bmm(torch.bmm(h, a), b)
 
 
+class PrefixCache:
+    """Keys and values of prompt blocks seen before, so a prefix many requests share (a system
+    prompt, the few-shot examples `compare` sends with every question) is computed once.
+
+    A prompt is cut into blocks of BLOCK tokens; block i's entry is keyed by a hash chained over
+    the adapter and every block up to i (vLLM's automatic prefix caching), so equal keys mean
+    equal prefixes. A hit copies the blocks into the newcomer's slot and only the rest of its
+    prompt is prefilled. Least recently used blocks go first past `max_bytes`; a lookup stops at
+    the first missing block.
+    """
+
+    BLOCK = 32
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        # chain hash -> (the block's tokens, keys [layers, kv, BLOCK, head], values)
+        self.blocks: OrderedDict[int, tuple[tuple[int, ...], torch.Tensor, torch.Tensor]] = (
+            OrderedDict()
+        )
+        self.hits = 0  # prompt tokens not recomputed, for the benchmark and the tests
+
+    def _chain(self, adapter: str | None, ids: list[int]) -> list[tuple[int, tuple[int, ...]]]:
+        out, h = [], hash(("prefix", adapter))
+        for start in range(0, len(ids) - self.BLOCK + 1, self.BLOCK):
+            block = tuple(ids[start : start + self.BLOCK])
+            h = hash((h, block))
+            out.append((h, block))
+        return out
+
+    def match(self, adapter: str | None, ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The cached blocks that start `ids`, leaving at least one token to prefill (its
+        logits give the first answer token)."""
+        found = []
+        for h, block in self._chain(adapter, ids[:-1]):
+            entry = self.blocks.get(h)
+            if entry is None or entry[0] != block:  # missing (or a hash collision)
+                break
+            self.blocks.move_to_end(h)
+            found.append((entry[1], entry[2]))
+        return found
+
+    def store(self, adapter: str | None, ids: list[int], keys, values) -> None:
+        """Remember the full blocks of a prompt just prefilled (`keys`/`values`: its slot)."""
+        for index, (h, block) in enumerate(self._chain(adapter, ids)):
+            if h in self.blocks:
+                self.blocks.move_to_end(h)
+                continue
+            span = slice(index * self.BLOCK, (index + 1) * self.BLOCK)
+            k, v = keys[:, :, span].clone(), values[:, :, span].clone()
+            self.blocks[h] = (block, k, v)
+            self.bytes += 2 * k.numel() * k.element_size()
+        while self.bytes > self.max_bytes and self.blocks:
+            _, (_, k, _) = self.blocks.popitem(last=False)
+            self.bytes -= 2 * k.numel() * k.element_size()
+
+
 class SlotBatch(RunningBatch):
     """`RunningBatch`'s contract (admit, step, drop_finished, fail_all) on the slot cache."""
 
-    def __init__(self, model, device: str, pad_id: int) -> None:
+    def __init__(
+        self, model, device: str, pad_id: int, prefix_cache_bytes: int = 256 * 1024**2
+    ) -> None:
         super().__init__(model, device, pad_id)
+        self.prefixes = PrefixCache(prefix_cache_bytes)
         self._built_for: int | None = None
         self._lora: Lora | None = None
         self.keys: torch.Tensor | None = None  # [layers, slots, kv heads, length, head dim]
@@ -273,8 +334,12 @@ class SlotBatch(RunningBatch):
         cos, sin = self.rotary(x, positions)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
         end = int(positions.max()) + 1
-        if t > 1:  # a prefill: one row from position 0, causal within itself
+        start = int(positions[0, 0])
+        if t > 1 and start == 0:  # a prefill from the start: causal within itself
             mask, causal = None, True
+        elif t > 1:  # the rest of a prompt whose prefix came from the prefix cache
+            mask = torch.arange(end, device=ids.device)[None, :] <= positions[0, :, None]
+            mask, causal = mask[None, None], False
         else:  # a decode step: each row sees its own filled positions
             mask = torch.arange(end, device=ids.device)[None, :] <= positions
             mask = None if bool(mask.all()) else mask[:, None, None, :]
@@ -294,9 +359,11 @@ class SlotBatch(RunningBatch):
             k = k * cos + _rotate_half(k) * sin
             cache_k, cache_v = self.keys[index], self.values[index]
             if t > 1:
-                cache_k[rows, :, :t] = k
-                cache_v[rows, :, :t] = v
-                keys, values = k, v
+                cache_k[rows, :, start:end] = k
+                cache_v[rows, :, start:end] = v
+                keys, values = (
+                    (k, v) if start == 0 else (cache_k[rows, :, :end], cache_v[rows, :, :end])
+                )
             else:
                 cache_k[slot_ids, :, positions[:, 0]] = k[:, :, 0]
                 cache_v[slot_ids, :, positions[:, 0]] = v[:, :, 0]
@@ -338,16 +405,33 @@ class SlotBatch(RunningBatch):
             slot = len(self.rows)
             length = len(seq.prompt_ids)
             self._reserve(slot + 1, length + 1)
-            ids = torch.tensor([seq.prompt_ids], device=self.device)
-            positions = torch.arange(length, device=self.device)[None, :]
+            cached = self._from_prefix_cache(seq, slot)
+            ids = torch.tensor([seq.prompt_ids[cached:]], device=self.device)
+            positions = torch.arange(cached, length, device=self.device)[None, :]
             lora = Lora(self.layers, [seq.adapter])
             logits = self._forward_tokens(ids, positions, slice(slot, slot + 1), lora)
+            self.prefixes.store(
+                seq.adapter,
+                seq.prompt_ids,
+                self.keys[:, slot, :, :length],
+                self.values[:, slot, :, :length],
+            )
             self.rows.append(seq)
             self.lengths.append(length)
             self.positions.append(length)
             self.last.append(0)
             self._sample(seq, logits[0].float().cpu(), slot)
         self._adapters_changed()
+
+    def _from_prefix_cache(self, seq: Generation, slot: int) -> int:
+        """Copy the cached blocks that start this prompt into its slot; how many tokens."""
+        blocks = self.prefixes.match(seq.adapter, seq.prompt_ids)
+        size = PrefixCache.BLOCK
+        for index, (keys, values) in enumerate(blocks):
+            self.keys[:, slot, :, index * size : (index + 1) * size] = keys
+            self.values[:, slot, :, index * size : (index + 1) * size] = values
+        self.prefixes.hits += len(blocks) * size
+        return len(blocks) * size
 
     def can_merge(self) -> bool:
         return True  # a newcomer takes a free slot; nothing is re-padded
