@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test lint format bench-train bench-serve clean
+.PHONY: demo test lint format bench-train bench-serve bench-lora clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ bench-train: $(VENV)/.installed-dev
 
 bench-serve: $(VENV)/.installed-dev
 	$(BIN)/python bench/serve_throughput.py
+
+bench-lora: $(VENV)/.installed-dev
+	$(BIN)/python bench/multi_lora.py
 
 clean:
 	rm -rf $(VENV)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from tunesmith.cli import app
@@ -412,3 +413,16 @@ def test_print_config_writes_yaml_that_train_reads_back(tmp_path):
     config = load_config(path)
     assert config.lora.r == 8 and config.epochs == 2
     assert config.data == tmp_path / "train.jsonl"  # relative to the YAML file
+
+
+def test_print_config_never_wraps_a_long_path_in_a_narrow_terminal():
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+
+    long = "/data/" + "a-very-long-folder-name/" * 8 + "train.jsonl"
+    ran = CliRunner().invoke(
+        app, ["train", "--data", long, "--print-config"], env={"COLUMNS": "40"}
+    )
+    assert ran.exit_code == 0, ran.output
+    assert yaml.safe_load(ran.output)["data"] == long

@@ -63,7 +63,7 @@ def llm_command(strict: bool, print_config: bool, **flags: Any) -> None:
         raise config_error(exc, "autotrain llm flags") from None
     if print_config:
         print_notes(notes, console=err)
-        out.print(dump_yaml(cfg), end="", markup=False, highlight=False)
+        out.print(dump_yaml(cfg), end="", markup=False, highlight=False, soft_wrap=True)
         return
     print_notes(notes)
     follow(submit(store(), cfg, notes).id)

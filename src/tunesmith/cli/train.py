@@ -46,7 +46,7 @@ def train_command(
         notes: list[Note] = []
         cfg = load_config(config, overrides, strict=strict, notes=notes)
         print_notes(notes, console=err)  # stdout stays the YAML alone, to redirect into a file
-        out.print(dump_yaml(cfg), end="", markup=False, highlight=False)
+        out.print(dump_yaml(cfg), end="", markup=False, highlight=False, soft_wrap=True)
         return
     if resume:
         from tunesmith.jobs.service import claim_to_resume
