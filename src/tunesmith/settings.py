@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -28,6 +28,11 @@ class Settings(BaseSettings):
         default=True,
         description="Decode Llama-family models on the slot cache (infer/slots.py); false serves "
         "every model through transformers' own forward (the benchmark's comparison).",
+    )
+    quantize: Literal["int8"] | None = Field(
+        default=None,
+        description="int8: weight-only int8 decoding on the slot cache (opt-in: answers change "
+        "a little).",
     )
 
     # --- what the server accepts: everything here is closed unless the operator opens it ---------

@@ -129,3 +129,31 @@ def test_the_prefix_cache_keeps_to_its_budget() -> None:
     # The oldest (first) blocks went: a lookup stops at the first missing block.
     assert cache.match(None, list(range(10 * PrefixCache.BLOCK))) == []
     assert len(cache.match("other-adapter", list(range(10 * PrefixCache.BLOCK)))) == 0
+
+
+def test_int8_weights_multiply_within_a_percent_of_the_full_ones() -> None:
+    from tunesmith.infer.slots import Int8Weight
+
+    torch.manual_seed(0)
+    weight, x = torch.randn(96, 64), torch.randn(5, 3, 64)
+    exact = torch.nn.functional.linear(x, weight)
+    packed = Int8Weight(weight)
+    assert packed.q.dtype == torch.int8
+    error = (packed(x) - exact).norm() / exact.norm()
+    assert error < 0.01
+
+
+@pytest.mark.slow
+def test_int8_decoding_on_the_built_in_model_stays_close(builtin_dir) -> None:
+    """Opt-in int8 keeps the model's first choice for each prompt."""
+    spec = local(builtin_dir)
+    greedy = SamplingParams(max_tokens=1, temperature=0)
+    firsts = {}
+    for quantize in (None, "int8"):
+        e = Engine(max_batch=8, device="cpu", quantize=quantize)
+        runs = [e.submit(spec, ids_of(e, spec, p), greedy) for p in PROMPTS]
+        firsts[quantize] = [e.wait(r) for r in runs]
+        assert loaded(e).batch.quantize == quantize
+        e.close()
+    for full, int8 in zip(firsts[None], firsts["int8"], strict=True):
+        assert int8.token_ids == full.token_ids

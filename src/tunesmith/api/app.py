@@ -34,7 +34,9 @@ def create_app(
         from tunesmith.store import open_store
 
         app.state.store = open_store(settings)
-        app.state.engine = Engine(max_batch=max_batch, fast_decode=settings.fast_decode)
+        app.state.engine = Engine(
+            max_batch=max_batch, fast_decode=settings.fast_decode, quantize=settings.quantize
+        )
         # Comparisons run in the same workers; evals/ is above jobs/, so the runner is passed in.
         runners = {"comparisons": run_queued_comparison, "exports": run_queued_export}
         app.state.supervisor = Supervisor(settings, workers=workers, task_runners=runners)

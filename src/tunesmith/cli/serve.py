@@ -58,6 +58,13 @@ def serve_command(
             help="Serve /docs and /openapi.json without a key. Also TUNESMITH_PUBLIC_DOCS=1.",
         ),
     ] = False,
+    quantize: Annotated[
+        str | None,
+        typer.Option(
+            help="int8: weight-only int8 decoding of Llama-family models on a CPU (about half "
+            "the bytes per step; answers change a little). Also TUNESMITH_QUANTIZE.",
+        ),
+    ] = None,
 ) -> None:
     """Serve OpenAI's fine-tuning and chat API for the official `openai` SDK, unchanged.
 
@@ -69,6 +76,12 @@ def serve_command(
     from tunesmith.settings import get_settings
 
     settings = get_settings()
+    if quantize not in (None, "int8"):
+        from tunesmith.errors import TunesmithError
+
+        raise TunesmithError(
+            f"--quantize {quantize!r} is not a choice.", "Use --quantize int8, or leave it out."
+        )
     hosts = allowed_host or settings.allowed_hosts
     # The name bound to is a name clients put in Host; the wildcard addresses are no one's name.
     flags = {
@@ -76,6 +89,7 @@ def serve_command(
         "model_dirs": model_dir,
         "hub_models": hub_models,
         "public_docs": public_docs,
+        "quantize": quantize,
         "allowed_hosts": hosts if host in WILDCARDS else [*hosts, host],
     }
     # A flag given overrides its TUNESMITH_* variable; one not given leaves it be.
@@ -91,7 +105,9 @@ def serve_command(
                 f"[bold red]Warning:[/] no API key, and listening on {host}: anyone who can reach it can use it."
             )
     bind = host or LOOPBACK
-    err.print(f"tunesmith API on http://{bind}:{port}/v1  (docs: http://{bind}:{port}/docs)")
+    err.print(
+        f"tunesmith on http://{bind}:{port}/ (web UI), API at /v1 (docs: http://{bind}:{port}/docs)"
+    )
     uvicorn.run(
         create_app(settings, workers=workers, max_batch=max_batch),
         host=bind,

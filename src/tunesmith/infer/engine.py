@@ -69,15 +69,18 @@ class Engine:
         device: str | None = None,
         merge_adapters: bool = False,
         fast_decode: bool = True,
+        quantize: str | None = None,
     ) -> None:
         """`merge_adapters`: serve each adapter from its own copy of the weights with the adapter
         merged in (the speed of a plain model, one extra copy of the weights per adapter) instead
         of attaching adapters to one shared base (multi-LoRA: any mix of adapters in one batch,
         ~1.5x slower decoding on a CPU, where PEFT's per-layer overhead dominates).
         `fast_decode`: decode Llama-family models on the slot cache (infer/slots.py); False keeps
-        transformers' own forward for every model (the baseline the benchmark compares with)."""
+        transformers' own forward for every model (the baseline the benchmark compares with).
+        `quantize="int8"`: weight-only int8 on the slot path (opt-in; see infer/slots.py)."""
         self.max_batch = max_batch
         self.fast_decode = fast_decode
+        self.quantize = quantize
         self.device = device
         self.merge_adapters = merge_adapters
         self._bases: dict[str, Loaded] = {}
@@ -128,8 +131,11 @@ class Engine:
         stop_ids |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         stop_ids.discard(None)
         loaded = Loaded(model=model, tokenizer=tokenizer, device=device, stop_ids=stop_ids)
-        fast = self.fast_decode and slots.supported(model)
-        loaded.batch = (SlotBatch if fast else RunningBatch)(model, device, tokenizer.pad_token_id)
+        if self.fast_decode and slots.supported(model):
+            batch = SlotBatch(model, device, tokenizer.pad_token_id, quantize=self.quantize)
+        else:
+            batch = RunningBatch(model, device, tokenizer.pad_token_id)
+        loaded.batch = batch
         self._bases[key] = loaded
         return loaded
 

@@ -100,12 +100,39 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+class Int8Weight:
+    """A weight stored as int8 per output channel (scale = the row's largest magnitude / 127),
+    multiplied by PyTorch's CPU kernel for weight-only int8 (`_weight_int8pack_mm`). A decode
+    step reads every weight once and is bound by those bytes: int8 reads half of bf16's and a
+    quarter of fp32's. Opt-in (`tunesmith serve --quantize int8`): it changes the answers a
+    little (the tests check first tokens; a task-level check on compare's tasks is not done)."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        w = weight.detach().float()
+        scale = w.abs().amax(dim=1).clamp(min=1e-8) / 127
+        self.q = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8).contiguous()
+        self.scale = scale.to(weight.dtype)
+        self.shape = weight.shape
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1]).contiguous()
+        out = torch.ops.aten._weight_int8pack_mm(flat, self.q, self.scale.to(x.dtype))
+        return out.reshape(*x.shape[:-1], self.shape[0])
+
+
+Weight = torch.Tensor | Int8Weight
+
+
+def _linear(x: torch.Tensor, weight: Weight) -> torch.Tensor:
+    return weight(x) if isinstance(weight, Int8Weight) else F.linear(x, weight)
+
+
 @dataclass
 class Layer:
-    qkv: torch.Tensor
-    o: torch.Tensor
-    gate_up: torch.Tensor
-    down: torch.Tensor
+    qkv: Weight
+    o: Weight
+    gate_up: Weight
+    down: Weight
     attn_norm: torch.Tensor
     mlp_norm: torch.Tensor
     modules: dict  # projection name -> module (its LoRA weights, when an adapter is attached)
@@ -243,9 +270,16 @@ class SlotBatch(RunningBatch):
     """`RunningBatch`'s contract (admit, step, drop_finished, fail_all) on the slot cache."""
 
     def __init__(
-        self, model, device: str, pad_id: int, prefix_cache_bytes: int = 256 * 1024**2
+        self,
+        model,
+        device: str,
+        pad_id: int,
+        prefix_cache_bytes: int = 256 * 1024**2,
+        quantize: str | None = None,
     ) -> None:
+        """`quantize`: None, or "int8" for weight-only int8 projections and head (CPU)."""
         super().__init__(model, device, pad_id)
+        self.quantize = quantize
         self.prefixes = PrefixCache(prefix_cache_bytes)
         self._built_for: int | None = None
         self._lora: Lora | None = None
@@ -271,7 +305,8 @@ class SlotBatch(RunningBatch):
         self.eps = config.rms_norm_eps
         self.embed = base.model.embed_tokens.weight
         self.norm = base.model.norm.weight
-        self.head = base.lm_head.weight
+        pack = Int8Weight if self.quantize == "int8" else (lambda w: w)
+        self.head = pack(base.lm_head.weight)
         self.rotary = base.model.rotary_emb
         self.scaling = self.head_dim**-0.5
         self.layers = []
@@ -284,10 +319,10 @@ class SlotBatch(RunningBatch):
             gate_up = _fuse([modules["gate_proj"], modules["up_proj"]])
             self.layers.append(
                 Layer(
-                    qkv=qkv,
-                    o=_weight(modules["o_proj"]),
-                    gate_up=gate_up,
-                    down=_weight(modules["down_proj"]),
+                    qkv=pack(qkv),
+                    o=pack(_weight(modules["o_proj"])),
+                    gate_up=pack(gate_up),
+                    down=pack(_weight(modules["down_proj"])),
                     attn_norm=block.input_layernorm.weight,
                     mlp_norm=block.post_attention_layernorm.weight,
                     modules=modules,
@@ -348,7 +383,7 @@ class SlotBatch(RunningBatch):
         q_size, kv_size = self.n_heads * self.head_dim, self.n_kv * self.head_dim
         for index, layer in enumerate(self.layers):
             h = _rms(x, layer.attn_norm, self.eps)
-            qkv = F.linear(h, layer.qkv)
+            qkv = _linear(h, layer.qkv)
             if lora is not None and (d := lora.delta(index, "qkv", h)) is not None:
                 qkv = qkv + d
             q, k, v = qkv.split((q_size, kv_size, kv_size), dim=-1)
@@ -378,22 +413,22 @@ class SlotBatch(RunningBatch):
                 enable_gqa=self.n_kv != self.n_heads,
             )
             attn = attn.transpose(1, 2).reshape(n, t, q_size)
-            out = F.linear(attn, layer.o)
+            out = _linear(attn, layer.o)
             if lora is not None and (d := lora.delta(index, "o", attn)) is not None:
                 out = out + d
             x = x + out
             h = _rms(x, layer.mlp_norm, self.eps)
-            gate_up = F.linear(h, layer.gate_up)
+            gate_up = _linear(h, layer.gate_up)
             if lora is not None and (d := lora.delta(index, "gate_up", h)) is not None:
                 gate_up = gate_up + d
             gate, up = gate_up.chunk(2, dim=-1)
             act = F.silu(gate) * up
-            out = F.linear(act, layer.down)
+            out = _linear(act, layer.down)
             if lora is not None and (d := lora.delta(index, "down", act)) is not None:
                 out = out + d
             x = x + out
         x = _rms(x[:, -1], self.norm, self.eps)
-        return F.linear(x, self.head)
+        return _linear(x, self.head)
 
     # --- the batch's contract --------------------------------------------------------------------
     @torch.inference_mode()
