@@ -138,36 +138,34 @@ class Layer:
     modules: dict  # projection name -> module (its LoRA weights, when an adapter is attached)
 
 
-class Lora:
-    """Each row's adapter as fused A and B per projection group, gathered for the rows of the
-    batch: `delta = (h @ A_row^T) @ B_row^T`, zero for a row without an adapter.
+class AdapterBank:
+    """Every adapter in use, as fused A and B per layer and projection group, zero-padded to one
+    rank: `a[group]` is [adapters + 1, in, rank], `b[group]` [adapters + 1, rank, out]; index 0
+    is "no adapter" (zeros).
 
     Groups share an input, like the fused weights: qkv, o, gate_up, down. Within a group the
     projections' A matrices are stacked along the rank and their B matrices placed block-
-    diagonally, with the adapter's scaling folded into B; ranks are zero-padded to the largest.
+    diagonally, with the adapter's scaling folded into B.
     """
 
-    def __init__(self, layers: list[Layer], adapters: list[str | None]) -> None:
-        names = sorted({a for a in adapters if a is not None})
-        self.active = bool(names)
+    def __init__(self, layers: list[Layer], names: list[str]) -> None:
+        self.names = names
+        self.index = {None: 0, **{name: i + 1 for i, name in enumerate(names)}}
         self.per_layer: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
-        if not self.active:
-            return
         for layer in layers:
-            groups = {}
+            tables = {}
             for group, projections in GROUPS.items():
-                per_adapter = {name: self._fused(layer, projections, name) for name in names}
-                rank = max(a.shape[0] for a, _ in per_adapter.values())
-                a_rows, b_rows = [], []
-                for adapter in adapters:
-                    a, b = per_adapter.get(adapter, (None, None)) if adapter else (None, None)
-                    a_rows.append(self._pad(a, rank, layer, projections, dim=0))
-                    b_rows.append(self._pad(b, rank, layer, projections, dim=1))
-                groups[group] = (
-                    torch.stack(a_rows).transpose(1, 2),  # [rows, in, rank]
-                    torch.stack(b_rows).transpose(1, 2),  # [rows, rank, out]
-                )
-            self.per_layer.append(groups)
+                fused = [self._fused(layer, projections, name) for name in names]
+                rank = max(a.shape[0] for a, _ in fused)
+                weight = _weight(layer.modules[projections[0]])
+                outs = sum(_weight(layer.modules[p]).shape[0] for p in projections)
+                a_all = weight.new_zeros((len(names) + 1, weight.shape[1], rank))
+                b_all = weight.new_zeros((len(names) + 1, rank, outs))
+                for i, (a, b) in enumerate(fused, start=1):
+                    a_all[i, :, : a.shape[0]] = a.T
+                    b_all[i, : b.shape[1]] = b.T
+                tables[group] = (a_all, b_all)
+            self.per_layer.append(tables)
 
     @staticmethod
     def _fused(layer: Layer, projections: tuple[str, ...], name: str):
@@ -175,32 +173,31 @@ class Lora:
         a_parts, b_parts = [], []
         for projection in projections:
             module = layer.modules[projection]
-            out_features = _weight(module).shape[0]
-            lora_a = getattr(module, "lora_A", {})
-            if name in lora_a:
-                a = lora_a[name].weight
+            weight = _weight(module)
+            if name in getattr(module, "lora_A", {}):
+                a = module.lora_A[name].weight
                 b = module.lora_B[name].weight * module.scaling[name]
             else:  # this adapter leaves the projection alone
-                a = _weight(module).new_zeros((0, _weight(module).shape[1]))
-                b = _weight(module).new_zeros((out_features, 0))
-            a_parts.append(a)
-            b_parts.append(b)
-        a = torch.cat(a_parts)
-        b = torch.block_diag(*b_parts)
-        return a.to(_weight(layer.modules[projections[0]]).dtype), b.to(a.dtype)
+                a = weight.new_zeros((0, weight.shape[1]))
+                b = weight.new_zeros((weight.shape[0], 0))
+            a_parts.append(a.to(weight.dtype))
+            b_parts.append(b.to(weight.dtype))
+        return torch.cat(a_parts), torch.block_diag(*b_parts)
 
-    @staticmethod
-    def _pad(t: torch.Tensor | None, rank: int, layer: Layer, projections, dim: int):
-        weight = _weight(layer.modules[projections[0]])
-        if t is None:  # a row without an adapter: zeros
-            outs = sum(_weight(layer.modules[p]).shape[0] for p in projections)
-            shape = (rank, weight.shape[1]) if dim == 0 else (outs, rank)
-            return weight.new_zeros(shape)
-        missing = rank - t.shape[dim]
-        if missing == 0:
-            return t
-        pad = [0, 0, 0, missing] if dim == 0 else [0, missing]
-        return F.pad(t, pad)
+
+class Lora:
+    """The rows' adapters for the steps to come: each row's A and B gathered from the bank once
+    when the batch's rows change, then `delta = (h @ A_row) @ B_row` as two batched matmuls per
+    projection group (BGMV, as Punica and S-LoRA do it), zero for a row without an adapter."""
+
+    def __init__(self, bank: AdapterBank | None, adapters: list[str | None]) -> None:
+        self.active = bank is not None and any(a is not None for a in adapters)
+        self.per_layer: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
+        if not self.active:
+            return
+        rows = torch.tensor([bank.index[a] for a in adapters])
+        for tables in bank.per_layer:
+            self.per_layer.append({g: (a[rows], b[rows]) for g, (a, b) in tables.items()})
 
     def delta(self, layer: int, group: str, h: torch.Tensor) -> torch.Tensor | None:
         if not self.active:
@@ -282,6 +279,7 @@ class SlotBatch(RunningBatch):
         self.quantize = quantize
         self.prefixes = PrefixCache(prefix_cache_bytes)
         self._built_for: int | None = None
+        self._bank: AdapterBank | None = None
         self._lora: Lora | None = None
         self.keys: torch.Tensor | None = None  # [layers, slots, kv heads, length, head dim]
         self.values: torch.Tensor | None = None
@@ -329,11 +327,20 @@ class SlotBatch(RunningBatch):
                 )
             )
         self._built_for = id(self.model)
-        self._lora = None
+        self._bank, self._lora = None, None
+
+    def _lora_for(self, adapters: list[str | None]) -> Lora:
+        """The LoRA deltas of rows using `adapters`; the bank grows when a new adapter is used."""
+        used = sorted({a for a in adapters if a is not None})
+        if used and (self._bank is None or not set(used) <= set(self._bank.names)):
+            names = sorted({*used, *(self._bank.names if self._bank else [])})
+            with torch.inference_mode(False), torch.no_grad():
+                self._bank = AdapterBank(self.layers, names)
+        return Lora(self._bank, adapters)
 
     def _adapters_changed(self) -> None:
         """The rows changed: gather their adapters' weights once for the steps to come."""
-        self._lora = Lora(self.layers, [row.adapter for row in self.rows])
+        self._lora = self._lora_for([row.adapter for row in self.rows])
 
     # --- the cache -------------------------------------------------------------------------------
     def _reserve(self, slots: int, length: int) -> None:
@@ -443,7 +450,7 @@ class SlotBatch(RunningBatch):
             cached = self._from_prefix_cache(seq, slot)
             ids = torch.tensor([seq.prompt_ids[cached:]], device=self.device)
             positions = torch.arange(cached, length, device=self.device)[None, :]
-            lora = Lora(self.layers, [seq.adapter])
+            lora = self._lora_for([seq.adapter])
             logits = self._forward_tokens(ids, positions, slice(slot, slot + 1), lora)
             self.prefixes.store(
                 seq.adapter,
