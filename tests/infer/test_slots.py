@@ -157,3 +157,24 @@ def test_int8_decoding_on_the_built_in_model_stays_close(builtin_dir) -> None:
         e.close()
     for full, int8 in zip(firsts[None], firsts["int8"], strict=True):
         assert int8.token_ids == full.token_ids
+
+
+@pytest.mark.slow
+def test_an_fp32_adapter_serves_on_the_bf16_built_in_model(
+    engine, builtin_dir, tmp_path, reference
+) -> None:
+    """Trained adapters are saved in fp32 and PEFT keeps them so on a bf16 base: the slot path
+    casts each adapter to the base's dtype (a trained model's first chat crashed it before)."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(4)
+    base = AutoModelForCausalLM.from_pretrained(builtin_dir, dtype=torch.float32)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+    get_peft_model(base, config).save_pretrained(tmp_path / "fp32")
+    spec = local(builtin_dir, tmp_path / "fp32", "fp32")
+    ids = ids_of(engine, spec, PROMPTS[2])
+    done = engine.wait(engine.submit(spec, ids, SamplingParams(max_tokens=8, temperature=0)))
+    assert done.finish_reason in ("length", "stop"), done
+    assert (
+        done.token_ids == reference(builtin_dir, tmp_path / "fp32", ids, 8)[: len(done.token_ids)]
+    )
