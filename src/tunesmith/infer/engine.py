@@ -62,6 +62,7 @@ class Engine:
     whenever there is work."""
 
     IDLE_SECONDS = 0.2  # an idle loop gives the torch thread back to other work this soon
+    SLOT_ADMITS = 4  # newcomers prefilled per loop on the slot batch
 
     def __init__(
         self,
@@ -312,7 +313,14 @@ class Engine:
                 loaded.batch = RunningBatch(loaded.model, loaded.device, loaded.batch.pad_id)
             batch = loaded.batch
             group = newcomers.setdefault(id(loaded), (loaded, []))[1]
-            if len(batch) + len(group) < self.max_batch and (batch.can_merge() or not len(batch)):
+            # The slot batch prefills newcomers one by one: a few per loop, so the torch
+            # thread keeps answering its other tasks (a new request's model lookup) meanwhile.
+            room = len(group) < self.SLOT_ADMITS if isinstance(batch, SlotBatch) else True
+            if (
+                room
+                and len(batch) + len(group) < self.max_batch
+                and (batch.can_merge() or not len(batch))
+            ):
                 group.append(seq)
             else:
                 held.append((loaded, seq))
