@@ -25,9 +25,10 @@ class Settings(BaseSettings):
     )
     org: str = Field(default="local", description="Organisation slug in fine-tuned model names.")
     fast_decode: bool = Field(
-        default=True,
-        description="Decode Llama-family models on the slot cache (infer/slots.py); false serves "
-        "every model through transformers' own forward (the benchmark's comparison).",
+        default=False,
+        description="Decode Llama-family models on the slot cache (infer/slots.py; opt-in until "
+        "it is measured on an idle machine); false serves every model through transformers' own "
+        "forward.",
     )
     quantize: Literal["int8"] | None = Field(
         default=None,

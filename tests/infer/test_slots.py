@@ -29,7 +29,7 @@ def local(folder: Path, adapter: Path | None = None, name: str = "m") -> ModelSp
 
 @pytest.fixture
 def engine():
-    e = Engine(max_batch=8, device="cpu")
+    e = Engine(max_batch=8, device="cpu", fast_decode=True)
     yield e
     e.close()
 
@@ -150,7 +150,7 @@ def test_int8_decoding_on_the_built_in_model_stays_close(builtin_dir) -> None:
     greedy = SamplingParams(max_tokens=1, temperature=0)
     firsts = {}
     for quantize in (None, "int8"):
-        e = Engine(max_batch=8, device="cpu", quantize=quantize)
+        e = Engine(max_batch=8, device="cpu", fast_decode=True, quantize=quantize)
         runs = [e.submit(spec, ids_of(e, spec, p), greedy) for p in PROMPTS]
         firsts[quantize] = [e.wait(r) for r in runs]
         assert loaded(e).batch.quantize == quantize
