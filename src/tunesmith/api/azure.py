@@ -78,13 +78,7 @@ def deployed(store: Store, name: str) -> str:
     """The model a deployment calls, or Azure's DeploymentNotFound."""
     row = store.deployments.get(name)
     if row is None:
-        raise TunesmithError(
-            "The API deployment for this resource does not exist.",
-            f"No deployment is named {name!r}: `tunesmith deployments list` shows them, and "
-            "`tunesmith deploy MODEL --name NAME` (or the management PUT) makes one.",
-            status=404,
-            code="DeploymentNotFound",
-        )
+        raise _no_deployment(name)
     return row.model
 
 
@@ -187,9 +181,11 @@ def delete_deployment(name: str, response: Response, store: StoreDep) -> None:
 
 
 def _no_deployment(name: str) -> TunesmithError:
+    """Azure's answer for a deployment name nobody made (data plane and management alike)."""
     return TunesmithError(
-        f"The deployment {name!r} does not exist.",
-        "GET .../deployments lists them.",
+        "The API deployment for this resource does not exist.",
+        f"No deployment is named {name!r}: `tunesmith deployments list` shows them, and "
+        "`tunesmith deploy MODEL --name NAME` (or the management PUT) makes one.",
         status=404,
         code="DeploymentNotFound",
     )

@@ -283,7 +283,6 @@ class SlotBatch(RunningBatch):
         self._lora: Lora | None = None
         self.keys: torch.Tensor | None = None  # [layers, slots, kv heads, length, head dim]
         self.values: torch.Tensor | None = None
-        self.lengths: list[int] = []  # tokens in each row's slot (= its next position)
 
     # --- the model's weights, fused once ----------------------------------------------------------
     def _build(self) -> None:
@@ -459,7 +458,6 @@ class SlotBatch(RunningBatch):
                 self.values[:, slot, :, :length],
             )
             self.rows.append(seq)
-            self.lengths.append(length)
             self.positions.append(length)
             self.last.append(0)
             self._sample(seq, logits[0].float().cpu(), slot)
@@ -481,12 +479,12 @@ class SlotBatch(RunningBatch):
     @torch.inference_mode()
     def step(self) -> None:
         n = len(self.rows)
-        self._reserve(n, max(self.lengths) + 1)
+        self._reserve(n, max(self.positions) + 1)
         ids = torch.tensor(self.last, device=self.device)[:, None]
-        positions = torch.tensor(self.lengths, device=self.device)[:, None]
+        # a row fills its slot from 0, so its next position is also its cached length
+        positions = torch.tensor(self.positions, device=self.device)[:, None]
         logits = self._forward_tokens(ids, positions, slice(0, n), self._lora).float().cpu()
         for row, seq in enumerate(self.rows):
-            self.lengths[row] += 1
             self.positions[row] += 1
             self._sample(seq, logits[row], row)
         self.drop_finished()
@@ -499,12 +497,12 @@ class SlotBatch(RunningBatch):
         for row in reversed(done):  # fill each hole with the last row: slots stay 0..B-1
             last = len(self.rows) - 1
             if row != last:
-                length = self.lengths[last]
+                length = self.positions[last]
                 self.keys[:, row, :, :length] = self.keys[:, last, :, :length]
                 self.values[:, row, :, :length] = self.values[:, last, :, :length]
-                for items in (self.rows, self.lengths, self.positions, self.last):
+                for items in (self.rows, self.positions, self.last):
                     items[row] = items[last]
-            for items in (self.rows, self.lengths, self.positions, self.last):
+            for items in (self.rows, self.positions, self.last):
                 items.pop()
         if self.rows:
             self._adapters_changed()
@@ -514,5 +512,5 @@ class SlotBatch(RunningBatch):
     def fail_all(self, error: BaseException) -> None:
         for seq in self.rows:
             seq.fail(error)
-        self.rows, self.lengths, self.positions, self.last = [], [], [], []
+        self.rows, self.positions, self.last = [], [], []
         self._lora = None
