@@ -71,6 +71,17 @@ def test_a_good_file_is_checked_with_token_stats_and_a_histogram(api, orders):
     assert both["report"]["n_validation_examples"] == 40
 
 
+def test_a_small_file_is_too_few_to_train_on_but_fine_as_held_out_data(api, orders, tmp_path):
+    path = tmp_path / "held-out.jsonl"
+    path.write_text("".join((orders / "test.jsonl").read_text().splitlines(keepends=True)[:4]))
+    file_id = upload(api, path)
+    as_training = api.post(f"/files/{file_id}/check", json={}).json()["report"]
+    assert not as_training["ok"]
+    assert [e["kind"] for e in as_training["errors"]] == ["too_few_examples"]
+    as_held_out = api.post(f"/files/{file_id}/check", json={"held_out": True}).json()["report"]
+    assert as_held_out["ok"] and as_held_out["n_examples"] == 4
+
+
 def test_a_parquet_table_maps_to_preference_pairs_rendered_side_by_side(api, tmp_path):
     path = tmp_path / "prefs.parquet"
     rows = {

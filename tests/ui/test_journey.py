@@ -26,16 +26,20 @@ def orders_csv(source: str, n: int, target: Path) -> Path:
     return target
 
 
-def map_and_save(page, path: Path, system: str) -> str:
-    """On the Data page: upload a CSV, map its columns, save it as chat JSONL; the new file's id."""
+def map_and_save(page, path: Path, system: str, *, held_out: bool = False) -> str:
+    """On the Data page: upload a CSV, map its columns, save it as chat JSONL; the new file's id.
+    Held-out data may be smaller than training's minimum of 10 examples."""
     page.get_by_label("Choose a training file").set_input_files(str(path))
     expect(page.locator(".mapping")).to_contain_text("customer message", timeout=60_000)
+    if held_out:
+        page.get_by_label("Used for").select_option("held-out")
     page.get_by_label("User message").select_option("customer message")
     page.get_by_label("Assistant answer").select_option("order as JSON")
     page.get_by_label("System message").select_option(label="a system prompt I type")
     page.get_by_label("System prompt").fill(system)
     page.get_by_role("button", name="Apply mapping").click()
-    expect(page.locator(".summary")).to_contain_text("ready to train")
+    ready = "ready as held-out data" if held_out else "ready to train"
+    expect(page.locator(".summary")).to_contain_text(ready)
     page.get_by_role("button", name="Save as chat JSONL").click()
     saved = page.locator(".saved")
     expect(saved).to_contain_text(f"{path.stem}.jsonl")
@@ -50,7 +54,9 @@ def test_from_a_csv_to_a_model_one_chats_with_and_a_verdict_only_by_clicking(
     ]
     page.goto(f"{ui.url}/#/data")
     train_id = map_and_save(page, orders_csv("train.jsonl", 12, tmp_path / "my-orders.csv"), system)
-    test_id = map_and_save(page, orders_csv("test.jsonl", 4, tmp_path / "held-out.csv"), system)
+    test_id = map_and_save(
+        page, orders_csv("test.jsonl", 4, tmp_path / "held-out.csv"), system, held_out=True
+    )
 
     # New job, from the navigation: the saved file, a short run, launched.
     page.get_by_role("navigation").get_by_role("link", name="New job").click()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tunesmith.data.checks import Report, check
+from tunesmith.data.checks import MIN_TRAINING_EXAMPLES, Report, check
 from tunesmith.data.method_checks import Method
 from tunesmith.data.preference import sequences
 from tunesmith.data.readers import RecordKind, read
@@ -49,9 +49,11 @@ def inspect(
     validation: Path | None = None,
     max_length: int | None = None,
     method: Method | None = None,
+    held_out: bool = False,
 ) -> Inspection:
     """Check a file with the model's tokenizer, as `tunesmith data check` does, and bin the
-    examples' lengths. A mapping that does not fit the file raises (the request is wrong)."""
+    examples' lengths. A mapping that does not fit the file raises (the request is wrong).
+    `held_out` data (validation or test) has no minimum size; a training file has OpenAI's."""
     try:
         columns = table_columns(path)
         result = read(path, mapping=mapping)
@@ -60,7 +62,14 @@ def inspect(
             raise
         return Inspection(report=None, columns=_columns_or_none(path), problem=exc)
     valid = read(validation, mapping=mapping) if validation is not None else None
-    report = check(result, tokenizer, max_length=max_length, validation=valid, method=method)
+    report = check(
+        result,
+        tokenizer,
+        max_length=max_length,
+        validation=valid,
+        method=method,
+        min_examples=0 if held_out else MIN_TRAINING_EXAMPLES,
+    )
     histogram = length_histogram(count_tokens(tokenizer, result.records))
     return Inspection(report=report, columns=columns, histogram=histogram)
 

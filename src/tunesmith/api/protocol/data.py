@@ -31,6 +31,10 @@ class CheckRequest(OpenAIRequest):
     validation_file: str | None = Field(default=None, description="File id, checked for overlap.")
     max_length: int = Field(default=DEFAULT_MAX_LENGTH, ge=16, description="Longest example.")
     method: Method | None = Field(default=None, description="Check the examples' kind against it.")
+    held_out: bool = Field(
+        default=False,
+        description="Checked as validation or test data: no minimum number of examples.",
+    )
 
 
 class Histogram(BaseModel):

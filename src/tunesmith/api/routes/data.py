@@ -81,6 +81,7 @@ def check_file(file_id: str, body: CheckRequest, store: StoreDep) -> dict:
             validation=Path(rows[1].path) if len(rows) > 1 else None,
             max_length=body.max_length,
             method=body.method,
+            held_out=body.held_out,
         )
     problem = found.problem
     answer = {

@@ -164,10 +164,17 @@ async function openFile(box, fileId, signal) {
     step: 1,
     placeholder: "training's default",
   });
+  const use = h(
+    "select",
+    { id: "data-use" },
+    h("option", { value: "training" }, "training"),
+    h("option", { value: "held-out" }, "held-out data (validation or test)"),
+  );
   // Left empty, the server applies training's own defaults: the check sees what a job would.
   state.options = () => ({
     ...(model.value ? { model: model.value } : {}),
     ...(maxLength.value ? { max_length: Number(maxLength.value) } : {}),
+    ...(use.value === "held-out" ? { held_out: true } : {}),
   });
   const result = h("div", { "aria-live": "polite" });
   state.result = result;
@@ -181,6 +188,11 @@ async function openFile(box, fileId, signal) {
       },
     },
     field("Model (tokenizer and chat template)", model),
+    field(
+      "Used for",
+      use,
+      "Training needs at least 10 examples; held-out data for validation or a comparison may be smaller.",
+    ),
     field(
       "Max length (tokens)",
       maxLength,
@@ -299,7 +311,11 @@ function summaryCard(state) {
         "dd",
         {},
         report.ok
-          ? h("span", { class: "badge good" }, "ready to train")
+          ? h(
+              "span",
+              { class: "badge good" },
+              state.options().held_out ? "ready as held-out data" : "ready to train",
+            )
           : h(
               "span",
               { class: "badge bad" },
@@ -317,7 +333,7 @@ function summaryCard(state) {
     h(
       "div",
       { class: "actions" },
-      report.ok && canonical ? trainLink(file.id) : null,
+      report.ok && canonical && !state.options().held_out ? trainLink(file.id) : null,
       report.ok && !canonical
         ? h(
             "button",

@@ -160,8 +160,11 @@ export async function render(root, { query, signal }) {
   }
 
   // Plan on every change, the newest request winning; a refused setting is shown in place.
+  // A "change" that changes nothing is not one: leaving a field just typed into fires one, and
+  // disabling Launch then would swallow the click that left the field.
   let timer = null;
   function planSoon() {
+    if (JSON.stringify(body()) === state.plannedFor) return;
     clearTimeout(timer);
     launch.disabled = true;
     timer = setTimeout(plan, PLAN_DELAY_MS);
@@ -170,6 +173,7 @@ export async function render(root, { query, signal }) {
 
   async function plan() {
     state.planning?.abort();
+    state.plannedFor = JSON.stringify(body());
     fill(problem);
     markInvalid(null);
     const missing = !training.value
