@@ -64,6 +64,8 @@ def _row(
     latencies: list[float],
     firsts: list[float],
 ) -> dict:
+    # as it comes: a full run takes minutes, and a level's figures should survive a later failure
+    print(f"  {engine}, {in_flight} in flight: {tokens / wall:.1f} tok/s", flush=True)
     return {
         "engine": engine,
         "in_flight": in_flight,
@@ -211,6 +213,10 @@ def measure(
     url = f"http://127.0.0.1:{port}/v1"
     try:
         wait_ready(url, proc, log)
+        # llama.cpp logs the CPU features its kernels use: the build's other half of the story
+        for line in log.read_text().splitlines():
+            if "system_info" in line:
+                print(f"{engine}: {line.strip()}")
         return [served(url, engine, messages, n) for n in levels]
     finally:
         proc.terminate()
@@ -309,6 +315,11 @@ def llama_server(binary: Path, messages: list[list[dict]], levels: list[int]) ->
         str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", "{port}",
         "-t", str(LLAMA_THREADS), "-np", str(LLAMA_SLOTS), "-c", str(LLAMA_SLOTS * SLOT_CONTEXT),
     ]  # fmt: skip
+    if "amx_tile" in Path("/proc/cpuinfo").read_text():
+        # Repacking puts Q4 weights on the AMX kernels; where the CPU lists AMX but the kernel
+        # or sandbox does not grant its tile state (this machine kind), the first matmul dies
+        # with SIGILL (`tilezero`). Without repacking it runs the AVX-512 kernels.
+        command.append("--no-repack")
     return measure(command, dict(os.environ), "llama-server", messages, levels)
 
 

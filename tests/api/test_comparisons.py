@@ -106,3 +106,31 @@ def test_cancel_and_delete_through_the_api(serve, tiny_model_dir, orders, tmp_pa
     assert http.delete(f"/comparisons/{cmp_id}").json()["deleted"] is True
     assert http.get(f"/comparisons/{cmp_id}").status_code == 404
     assert not out_dir.exists()
+
+
+def test_several_fine_tuned_models_through_the_api(serve, tiny_model_dir, orders):
+    """fine_tuned_models takes a list; fine_tuned_model still works; both at once is refused."""
+    store = open_store()
+    for name in ("ft:tiny:local:api:one", "ft:tiny:local:api:two"):
+        store.models.register(
+            ModelSpec(name, "fine-tuned", str(tiny_model_dir), str(tiny_model_dir)), None
+        )
+    url = serve(workers=0, model_dirs=[tiny_model_dir])  # no worker: they stay queued
+    http = httpx.Client(base_url=url, timeout=60)
+    upload = {"purpose": "fine-tune"}
+    file_id = http.post(
+        "/files", files={"file": ("t.jsonl", (orders / "test.jsonl").read_bytes())}, data=upload
+    ).json()["id"]
+    body = {"training_file": file_id, "test_file": file_id, "model": str(tiny_model_dir)}
+    models = ["ft:tiny:local:api:one", "ft:tiny:local:api:two"]
+    several = http.post("/comparisons", json={**body, "fine_tuned_models": models})
+    assert several.status_code == 200, several.text
+    assert several.json()["config"]["fine_tuned"] == models
+    one = http.post("/comparisons", json={**body, "fine_tuned_model": models[0]})
+    assert one.json()["config"]["fine_tuned"] == models[0]  # as it always was
+    both = http.post(
+        "/comparisons", json={**body, "fine_tuned_model": models[0], "fine_tuned_models": models}
+    )
+    assert both.status_code == 400 and both.json()["error"]["param"] == "fine_tuned_models"
+    unknown = http.post("/comparisons", json={**body, "fine_tuned_models": ["ft:nope:x:y:z"]})
+    assert unknown.status_code in (400, 404), unknown.text

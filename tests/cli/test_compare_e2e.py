@@ -65,3 +65,37 @@ def test_compare_refuses_bad_input_without_a_traceback(orders, tmp_path):
         "--fine-tuned", "ft:nope", "--metric", "bleu",
     )  # fmt: skip
     assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
+
+
+def test_compare_ranks_two_fine_tuned_models(orders, tmp_path):
+    """A 2-epoch run on 12 examples (4 steps): its epoch-1 checkpoint and its final model,
+    ranked against the prompting strategies of the built-in model, the best one named."""
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join((orders / "train.jsonl").read_text().splitlines(keepends=True)[:12]))
+    trained = run(
+        "train", "--data", str(train), "--epochs", "2", "--batch-size", "6", "--suffix", "two"
+    )
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    store = open_store()
+    job = store.jobs.list().data[0]
+    first = min(store.checkpoints.list(job.id).data, key=lambda c: c.step_number).model_name
+    models = [first, job.fine_tuned_model]
+
+    out = tmp_path / "report"
+    done = run(
+        "compare", "--train", str(train), "--test", str(orders / "test.jsonl"),
+        "--fine-tuned", models[0], "--fine-tuned", models[1], "--limit", "4", "--shots", "1",
+        "--no-probes", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads((out / "report.json").read_text())
+    rows = {s["name"]: s for s in data["strategies"]}
+    assert [rows["fine-tuned #1"]["model"], rows["fine-tuned #2"]["model"]] == models
+    rec = data["recommendation"]
+    means = [rows[name]["metric"]["mean"] for name in rec["ranking"]]
+    assert sorted(rec["ranking"]) == sorted(rows) and means == sorted(means, reverse=True)
+    best = next(name for name in rec["ranking"] if name.startswith("fine-tuned"))
+    assert rec["fine_tuned"] == best and rows[best]["model"] in rec["headline"]
+    assert rows["fine-tuned #2"]["training"]["trained_tokens"] > 0
+    printed = done.stdout.replace("\n", " ")
+    assert "fine-tuned #2" in printed and "ranking:" in printed

@@ -23,24 +23,33 @@ def subset(source, target, n):
     return target
 
 
-@pytest.fixture
-def tiny_tuned(tiny_model_dir, tmp_path):
-    """A random LoRA adapter on the tiny model, registered as a fine-tuned model."""
+def register_random_adapter(tiny_model_dir, folder, name: str, seed: int) -> str:
+    """A random LoRA adapter on the tiny model, registered as the fine-tuned model `name`."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    torch.manual_seed(3)
+    torch.manual_seed(seed)
     peft = get_peft_model(
         AutoModelForCausalLM.from_pretrained(tiny_model_dir),
         LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False),
     )
-    peft.save_pretrained(tmp_path / "adapter")
-    spec = ModelSpec(
-        "ft:tiny:local:cmp:abc", "fine-tuned", str(tiny_model_dir), str(tiny_model_dir),
-        adapter=tmp_path / "adapter",
-    )  # fmt: skip
+    peft.save_pretrained(folder)
+    spec = ModelSpec(name, "fine-tuned", str(tiny_model_dir), str(tiny_model_dir), adapter=folder)
     open_store().models.register(spec, None)
     return spec.name
+
+
+@pytest.fixture
+def tiny_tuned(tiny_model_dir, tmp_path):
+    return register_random_adapter(tiny_model_dir, tmp_path / "adapter", "ft:tiny:local:cmp:abc", 3)
+
+
+def compare_here(config: CompareConfig):
+    engine = Engine(max_batch=8, merge_adapters=True)
+    try:
+        return run_comparison(config, open_store(), engine)
+    finally:
+        engine.close()
 
 
 def test_few_shot_and_rag_prompts_grow_by_exactly_the_demonstrations(tokenizer, orders):
@@ -184,3 +193,58 @@ def test_preference_pairs_and_good_kto_answers_are_compared_on_the_preferred_ans
         convs = _conversations(read(tmp_path / name).records, tmp_path / name)
         assert [c.answer.content for c in convs] == ["good"], name
         assert convs[0].prompt[-1].content == "Ship 2 lamps"
+
+
+def test_two_fine_tuned_models_are_ranked_and_the_best_named(
+    tiny_model_dir, tiny_tuned, orders, tmp_path
+):
+    other = register_random_adapter(tiny_model_dir, tmp_path / "other", "ft:tiny:local:cmp:def", 5)
+    config = CompareConfig(
+        train=subset(orders / "train.jsonl", tmp_path / "train.jsonl", 12),
+        test=subset(orders / "test.jsonl", tmp_path / "test.jsonl", 4),
+        model=str(tiny_model_dir), fine_tuned=[tiny_tuned, other], shots=1, max_tokens=4,
+    )  # fmt: skip
+    result = compare_here(config)
+    data = json.loads(json.dumps(result.to_dict()))
+    names = [s["name"] for s in data["strategies"]]
+    assert names == ["zero-shot", "few-shot", "rag", "fine-tuned #1", "fine-tuned #2"]
+    assert [s["model"] for s in data["strategies"][3:]] == [tiny_tuned, other]
+    rec = data["recommendation"]
+    assert sorted(rec["ranking"]) == sorted(names)
+    means = {s["name"]: s["metric"]["mean"] for s in data["strategies"]}
+    assert [means[n] for n in rec["ranking"]] == sorted(means.values(), reverse=True)
+    best = next(n for n in rec["ranking"] if n.startswith("fine-tuned"))
+    best_model = next(s["model"] for s in data["strategies"] if s["name"] == best)
+    assert rec["fine_tuned"] == best and best_model in rec["headline"]
+    assert set(data["probes"]) == {"base", "fine-tuned #1", "fine-tuned #2"}
+    assert set(data["samples"]["best"][0]["answers"]) == set(names)
+    page = write_report(result, tmp_path / "report")["html"].read_text()
+    assert "<th>rank</th>" in page and tiny_tuned in page and other in page
+
+
+def test_a_function_calling_comparison(tiny_model_dir, tiny_tuned, tool_data, tokenizer, tmp_path):
+    train, test = tool_data
+    config = CompareConfig(
+        train=train, test=test, model=str(tiny_model_dir), fine_tuned=tiny_tuned, shots=2,
+        max_tokens=6, probes=False,
+    )  # fmt: skip
+    result = compare_here(config)
+    assert result.metric == "tool-calls" and result.n == 2
+    tests = read(test).records
+    by_name = {s.name: s for s in result.strategies}
+    for s in result.strategies:
+        assert set(s.metric["figures"]) == {
+            "function", "argument precision", "argument recall", "arguments exact",
+        }  # fmt: skip
+    # Every strategy is offered the tools, as training shows them (the tools are most of it).
+    offered = [len(encode_prompt(tokenizer, t.prompt, t.tools)) for t in tests]
+    assert by_name["zero-shot"].prompt_tokens == sum(offered) / 2
+    assert by_name["fine-tuned"].prompt_tokens == sum(offered) / 2
+    assert by_name["few-shot"].prompt_tokens > sum(offered) / 2
+    sample = result.samples["best"][0]
+    assert sample["reference"].startswith("<tool_call>{")
+    page = write_report(result, tmp_path / "report")["html"].read_text()
+    assert "<th>also</th>" in page and "argument recall" in page
+    # The side-by-side view shows the calls as the metric reads them.
+    assert "move {&quot;direction&quot;: &quot;left&quot;, &quot;distance&quot;: 3}" in page
+    assert "land {}" in page

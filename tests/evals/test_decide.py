@@ -73,3 +73,48 @@ def test_prices_file(tmp_path):
     bad.write_text("base: 3\n")
     with pytest.raises(TunesmithError, match="cannot read prices"):
         load_prices(bad)
+
+
+def several(sft: tuple, dpo: tuple, best: tuple = (0.60, 0.55, 0.65, 320, 0.7)) -> list[Row]:
+    """Prompting rows, then two fine-tuned models: (quality, low, high, training cost)."""
+    return [
+        Row("zero-shot", 0.1, 0.05, 0.15, 80, 0.5, model="base"),
+        Row("few-shot", *best, model="base"),
+        Row("rag", 0.2, 0.1, 0.3, 300, 1.0, model="base"),
+        Row("fine-tuned #1", *sft[:3], 80, 0.4, model="ft:b:o:sft:1", training_cost=sft[3]),
+        Row("fine-tuned #2", *dpo[:3], 80, 0.4, model="ft:b:o:dpo:2", training_cost=dpo[3]),
+    ]
+
+
+def test_two_fine_tuned_models_are_ranked_and_the_better_one_named():
+    rec = recommend(several((0.80, 0.76, 0.84, 100.0), (0.95, 0.92, 0.97, 180.0)), unit="s")
+    assert rec.ranking == ["fine-tuned #2", "fine-tuned #1", "few-shot", "rag", "zero-shot"]
+    assert (rec.verdict, rec.fine_tuned, rec.model) == (
+        "fine-tune",
+        "fine-tuned #2",
+        "ft:b:o:dpo:2",
+    )
+    assert rec.headline.startswith("fine-tune with ft:b:o:dpo:2: +35 points over few-shot")
+    assert rec.headline.endswith("; ft:b:o:dpo:2 beats ft:b:o:sft:1 by +15 points")
+    assert rec.break_even == 600  # its own training cost: 180 / (0.7 - 0.4)
+    assert rec.answers["ranking"].startswith("1. fine-tuned #2 (ft:b:o:dpo:2) 95% [92%, 97%]; 2.")
+
+
+def test_order_given_does_not_decide_and_overlap_is_said():
+    rec = recommend(several((0.95, 0.90, 0.98, 100.0), (0.93, 0.89, 0.97, 180.0)), unit="s")
+    assert rec.fine_tuned == "fine-tuned #1" and rec.break_even == 334  # 100 / 0.3, rounded up
+    assert rec.headline.endswith(
+        "ft:b:o:sft:1 leads ft:b:o:dpo:2 by +2 points, within the interval (these data do not settle it)"
+    )
+    cheaper = recommend(several((0.95, 0.90, 0.98, 180.0), (0.93, 0.89, 0.97, 100.0)), unit="s")
+    assert cheaper.headline.endswith("; ft:b:o:dpo:2 cost less to train")
+
+
+def test_with_several_models_prompting_can_still_win():
+    rec = recommend(
+        several((0.3, 0.25, 0.34, 1.0), (0.4, 0.35, 0.45, 1.0), best=(0.8, 0.75, 0.85, 320, 0.7)),
+        unit="s",
+    )
+    assert (rec.verdict, rec.model, rec.ranking[0]) == ("do not fine-tune", "base", "few-shot")
+    assert rec.headline.startswith("do not fine-tune: few-shot scores 40 points higher")
+    assert "ft:b:o:dpo:2 beats ft:b:o:sft:1 by +10 points" in rec.headline

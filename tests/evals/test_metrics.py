@@ -9,7 +9,10 @@ import pytest
 from tunesmith.errors import TunesmithError
 from tunesmith.evals.metrics import (
     METRICS,
+    Call,
     bootstrap_ci,
+    call_score,
+    calls_tools,
     choose_metric,
     exact,
     exact_match,
@@ -17,9 +20,12 @@ from tunesmith.evals.metrics import (
     json_fields_score,
     label_accuracy,
     list_items,
+    match_calls,
     rouge_l,
     score_all,
     set_f1,
+    tool_calls_in,
+    tool_calls_score,
 )
 from tunesmith.tasks import ORDERS
 
@@ -108,6 +114,7 @@ def test_malformed_output_scores_zero_and_never_raises(name, output):
         "set-f1": "red, green, blue",
         "rouge-l": "The parcel arrives on Monday morning.",
         "label-accuracy": "positive",
+        "tool-calls": '<tool_call>{"name": "land_drone", "arguments": {}}</tool_call>',
     }
     assert METRICS[name](output, references[name]) == 0.0
 
@@ -197,3 +204,115 @@ def test_bootstrap_ci_of_equal_values_has_zero_width(values):
 def test_bootstrap_ci_refuses_nothing():
     with pytest.raises(ValueError):
         bootstrap_ci([])
+
+
+# --- tool calls ------------------------------------------------------------------------------
+
+
+def call(name: str, arguments: dict | str) -> str:
+    """A call as a model writes it (and as `data.render.tool_call_text` writes a reference)."""
+    args = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return f'<tool_call>{{"name": "{name}", "arguments": {args}}}</tool_call>'
+
+
+MOVE = call("move", {"direction": "up", "distance": 10})
+
+
+@pytest.mark.parametrize(
+    ("output", "score", "function", "agreed", "predicted", "valid"),
+    [
+        (MOVE, 1.0, True, 2, 2, True),
+        (call("move", {"distance": 10, "direction": "up"}), 1.0, True, 2, 2, True),  # order
+        (call("go", {"direction": "up", "distance": 10}), 0.0, False, 0, 2, True),  # wrong name
+        (call("move", {"direction": "up"}), 0.0, True, 1, 1, True),  # missing argument
+        (call("move", {"direction": "up", "distance": 10, "speed": 3}), 0.0, True, 2, 3, True),
+        (call("move", {"direction": "up", "distance": "10"}), 0.0, True, 1, 2, True),  # "10"≠10
+        ('<tool_call>{"name": "move", "arguments": {"direction": "up", "dist', 0.0, False, 0, 0, False),
+        (call("move", '"up 10"'), 0.0, True, 0, 0, False),  # arguments not an object
+        ('{"name": "move", "arguments": {"direction": "up", "distance": 10}}', 1.0, True, 2, 2, True),
+        ("I'll move the drone up 10 m.", 0.0, False, 0, 0, None),  # no call at all
+    ],
+    ids=["exact", "order", "wrong-name", "missing", "extra", "type", "malformed", "not-object",
+         "bare-object", "prose"],
+)  # fmt: skip
+def test_tool_call_metric_on_known_cases(output, score, function, agreed, predicted, valid):
+    scored = call_score(output, MOVE)
+    assert tool_calls_score(output, MOVE) == score
+    assert (scored.function, scored.agreed, scored.predicted, scored.expected) == (
+        function, agreed, predicted, 2,
+    )  # fmt: skip
+    assert scored.tried is (valid is not None)
+    if valid is not None:
+        assert scored.valid_json is valid
+
+
+def test_no_call_expected_wants_no_call():
+    """A reference without a call (a clarifying question) is right only when nothing is called."""
+    assert tool_calls_score("Which direction?", "Please say which direction.") == 1.0
+    assert call_score("", "Please say which direction.").function is True
+    assert tool_calls_score(MOVE, "Please say which direction.") == 0.0
+
+
+def test_several_calls_pair_by_name_then_arguments_in_any_order():
+    land, photo = call("land", {"location": "home"}), call("camera", {"mode": "photo"})
+    two_photos = call("camera", {"mode": "photo"}) + call("camera", {"mode": "video"})
+    assert tool_calls_score(f"{photo}\n{land}", f"{land}\n{photo}") == 1.0
+    # Same name twice: each reference call pairs with the answer's call that agrees most.
+    swapped = call("camera", {"mode": "video"}) + call("camera", {"mode": "photo"})
+    assert tool_calls_score(swapped, two_photos) == 1.0
+    one = call_score(land, f"{land}\n{photo}")  # one of two calls made
+    assert (one.exact, one.function, one.exact_arguments, one.calls_expected) == (
+        False,
+        False,
+        1,
+        2,
+    )
+    wrong_arg = call_score(
+        call("camera", {"mode": "video"}) + photo, two_photos.replace("video", "panorama")
+    )
+    assert (wrong_arg.agreed, wrong_arg.exact_arguments) == (1, 1)
+    assert match_calls([], [Call("x", {})]) == []
+
+
+def test_score_all_on_tool_calls_reports_the_figures():
+    references = [MOVE, MOVE, call("land", {}), "Which direction?"]
+    outputs = [
+        call("move", {"distance": 10, "direction": "up"}),  # right, other order
+        call("move", {"direction": "up"}),  # one argument missing
+        '<tool_call>{"name": "land", "arguments": {',  # broken JSON
+        "Up or down?",  # rightly no call
+    ]
+    result = score_all("auto", outputs, references)
+    assert result.metric == "tool-calls"
+    assert result.scores == result.exact == [1.0, 0.0, 0.0, 1.0]
+    assert result.valid_json == pytest.approx(2 / 3)  # of the three answers that tried to call
+    assert result.figures == {
+        "function": 0.75,
+        "argument precision": 1.0,  # 3 arguments given, 3 right
+        "argument recall": 0.75,  # 4 expected
+        "arguments exact": pytest.approx(1 / 3),  # of 3 reference calls, one made exactly
+    }
+    assert json.loads(json.dumps(result.to_dict()))["figures"]["function"] == 0.75
+
+
+def test_tool_call_data_is_detected_and_its_metric_refused_without_calls():
+    assert choose_metric([MOVE, "Which direction?"]) == "tool-calls"
+    # A JSON object that happens to have a "name" is an object answer, not a call.
+    assert choose_metric(['{"name": "Ana", "city": "Tunis"}'] * 3) == "json-fields"
+    assert calls_tools(MOVE) and not calls_tools('{"name": "move", "arguments": {}}')
+    with pytest.raises(TunesmithError, match="call tools"):
+        score_all("tool-calls", ["a"], ["plain answer"])
+
+
+def test_a_reference_written_by_render_reads_back_as_its_calls():
+    """compare's references are `tool_call_text` of the answer: the metric reads them back."""
+    from tunesmith.data.records import FunctionCall, Message, ToolCall
+    from tunesmith.data.render import tool_call_text
+
+    answer = Message(
+        role="assistant",
+        tool_calls=[ToolCall(id="c1", function=FunctionCall(name="move", arguments='{"distance": 10, "direction": "up"}'))],
+    )  # fmt: skip
+    reference = tool_call_text(answer)
+    assert tool_calls_in(reference) == ([Call("move", {"distance": 10, "direction": "up"})], 1)
+    assert tool_calls_score(MOVE, reference) == 1.0

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from tunesmith.cli.console import err, out
 
@@ -44,23 +45,31 @@ def train_now(config) -> str:
 
 
 def print_comparison(data: dict, paths: dict | None = None) -> None:
+    from tunesmith.evals.report import figures_text, ranked
+    from tunesmith.evals.strategies import is_tuned
+
     table = Table(title=f"{data['n']} held-out examples, metric {data['metric']}", show_edge=False)
-    for column in (
-        "strategy",
-        "quality [95% CI]",
-        "exact",
-        "prompt tok",
-        "p50 s",
-        "p95 s",
-        f"cost/1k ({data['unit']})",
-    ):
-        table.add_column(column, justify="left" if column == "strategy" else "right")
-    for s in data["strategies"]:
+    extra = any(figures_text(s["metric"]) for s in data["strategies"])
+    several = sum(is_tuned(s["name"]) for s in data["strategies"]) > 1  # then: which is which
+    columns = ["#", "strategy", *(["model"] if several else []), "quality [95% CI]", "exact",
+               *(["also"] if extra else []), "prompt tok", "p50 s", "p95 s",
+               f"cost/1k ({data['unit']})"]  # fmt: skip
+    for column in columns:
+        # Model names share their ft:BASE:ORG prefix: fold them, an ellipsis would hide the id.
+        table.add_column(
+            column,
+            justify="left" if column in ("strategy", "model", "also") else "right",
+            overflow="fold" if column == "model" else "ellipsis",
+        )
+    for rank, s in ranked(data):
         m = s["metric"]
         table.add_row(
+            str(rank),
             s["name"],
+            *([Text(s["model"])] if several else []),  # a name is not markup (ft:…:two:…)
             f"{m['mean']:.0%} [{m['ci'][0]:.0%}, {m['ci'][1]:.0%}]",
             f"{m['exact_mean']:.0%}",
+            *([figures_text(m)] if extra else []),
             f"{s['prompt_tokens']:.0f}",
             f"{s['latency_p50']:.2f}",
             f"{s['latency_p95']:.2f}",
@@ -68,17 +77,18 @@ def print_comparison(data: dict, paths: dict | None = None) -> None:
         )
     out.print(table)
     if data["probes"]:
-        p = data["probes"]
-        out.print(
-            f"General-ability probes: base {p['base']['mean']:.0%}, fine-tuned {p['fine-tuned']['mean']:.0%}"
-        )
-    if data["training"]:
-        t = data["training"]
-        out.print(f"Training, once: {t['seconds']:.0f} s, {t['trained_tokens'] or 0:,} tokens")
+        scores = ", ".join(f"{name} {p['mean']:.0%}" for name, p in data["probes"].items())
+        out.print(f"General-ability probes: {scores}")
+    for s in data["strategies"]:
+        if t := s.get("training"):
+            out.print(
+                f"Training {s['name']}, once: {t['seconds']:.0f} s, {t['trained_tokens'] or 0:,} tokens"
+            )
     rec = data["recommendation"]
-    out.print(f"\n[bold]{rec['headline']}[/]")
+    # Model names in the verdict are text: ":two:" in ft:…:two:… is no emoji, "[x]" no markup.
+    out.print(Text(f"\n{rec['headline']}", style="bold"))
     for key, answer in rec["answers"].items():
-        out.print(f"  [bold]{key}:[/] {answer}")
+        out.print(Text.assemble((f"  {key}:", "bold"), f" {answer}"))
     for kind, path in (paths or {}).items():
         out.print(f"  {kind}: {path}")
 
@@ -91,7 +101,12 @@ def compare_command(
     model: Annotated[
         str, typer.Option(help="Base model shared by all strategies.")
     ] = "smollm2-135m-instruct",
-    fine_tuned: Annotated[str | None, typer.Option(help="The ft: model to compare.")] = None,
+    fine_tuned: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="The ft: model to compare; repeat it to rank several (SFT, DPO, checkpoints)."
+        ),
+    ] = None,
     train_now_flag: Annotated[
         bool, typer.Option("--train-now", help="Fine-tune first, with `tunesmith train` defaults.")
     ] = False,
@@ -99,7 +114,7 @@ def compare_command(
         int, typer.Option(min=0, max=32, help="Demonstrations in few-shot and RAG prompts.")
     ] = 3,
     metric: Annotated[
-        str, typer.Option(help="auto|exact|json-fields|set-f1|rouge-l|label-accuracy")
+        str, typer.Option(help="auto|exact|json-fields|set-f1|rouge-l|label-accuracy|tool-calls")
     ] = "auto",
     prices: Annotated[
         Path | None,
@@ -125,6 +140,8 @@ def compare_command(
     same held-out examples, and say whether fine-tuning is worth it.
 
     Example: tunesmith compare --train train.jsonl --test test.jsonl --fine-tuned ft:smollm2-135m-instruct:local:orders:AbC12345
+
+    Several models: --fine-tuned ft:…:sft:… --fine-tuned ft:…:dpo:…, ranked, the best named.
     """
     from pydantic import ValidationError
 

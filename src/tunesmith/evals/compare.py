@@ -1,8 +1,9 @@
 """`compare`: four strategies on the same held-out examples and base model, measured and decided.
 
-The run, top to bottom: read the data → choose the metric → get the fine-tuned model (given, or
-trained now) → build each strategy's prompts → answer and score each strategy → probe general
-ability before and after → costs, break-even, recommendation → report files.
+The run, top to bottom: read the data → choose the metric → get the fine-tuned models (given, and
+one trained now) → build each strategy's prompts → answer and score each strategy and each
+fine-tuned model → probe general ability before and after → costs, break-even, ranking and
+recommendation → report files.
 """
 
 from __future__ import annotations
@@ -13,19 +14,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tunesmith.errors import TunesmithError
 from tunesmith.evals import strategies as st
 from tunesmith.evals.decide import Row, load_prices, recommend
 from tunesmith.evals.measure import Measured, answer_all
+from tunesmith.evals.metrics import MetricName
 from tunesmith.models.catalog import DEFAULT_MODEL
 
 if TYPE_CHECKING:
+    from tunesmith.evals.metrics import MetricResult
     from tunesmith.infer.engine import Engine
+    from tunesmith.models.spec import ModelSpec
     from tunesmith.store import Store
 
-Metric = Literal["auto", "exact", "json-fields", "set-f1", "rouge-l", "label-accuracy"]
+Metric = Literal["auto", MetricName]
 # (stage, done, total): e.g. ("few-shot", 12, 100). The CLI draws bars, the API writes events.
 ProgressFn = Callable[[str, int, int], None]
 
@@ -38,9 +42,11 @@ class CompareConfig(BaseModel):
     )
     test: Path = Field(description="Held-out examples every strategy answers.")
     model: str = Field(default=DEFAULT_MODEL, description="The base model all strategies share.")
-    fine_tuned: str | None = Field(default=None, description="The ft: model to compare.")
+    fine_tuned: list[str] = Field(
+        default_factory=list, description="The ft: models to compare: one, or several to rank."
+    )
     train_now: bool = Field(
-        default=False, description="Fine-tune now with `tunesmith train` defaults."
+        default=False, description="Fine-tune now with `tunesmith train` defaults (one more)."
     )
     shots: int = Field(default=3, ge=0, le=32, description="Demonstrations for few-shot and RAG.")
     metric: Metric = Field(default="auto", description="Task metric; auto picks from the answers.")
@@ -52,6 +58,14 @@ class CompareConfig(BaseModel):
     )
     probes: bool = Field(default=True, description="Score general ability before and after.")
     seed: int = Field(default=0, ge=0)
+
+    @field_validator("fine_tuned", mode="before")
+    @classmethod
+    def _one_or_several(cls, value: object) -> object:
+        """One name is a list of one: comparisons queued before several were allowed hold one."""
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else value
 
 
 @dataclass
@@ -66,6 +80,8 @@ class StrategyResult:
     seconds_per_request: float
     cost_per_1000: float
     outputs: list[str] = field(repr=False)
+    # Fine-tuned rows trained in this store: job, seconds, trained tokens, cost.
+    training: dict | None = None
 
 
 @dataclass
@@ -74,9 +90,9 @@ class Comparison:
     metric: str
     n: int
     unit: str
-    strategies: list[StrategyResult]
-    training: dict | None
-    probes: dict | None
+    strategies: list[StrategyResult]  # the prompting strategies, then each fine-tuned model
+    training: dict | None  # the recommended (best) fine-tuned model's; each row has its own
+    probes: dict | None  # "base" and each fine-tuned row's name
     recommendation: dict
     samples: dict
     created: int = field(default_factory=lambda: int(time.time()))
@@ -92,23 +108,29 @@ def _tokens_cap(tokenizer, references: list[str]) -> int:
     return min(1024, int(longest * 1.5) + 16)
 
 
-def _fine_tuned(config: CompareConfig, store: Store, train_now) -> tuple[str, dict | None]:
-    """The ft: model to compare, and what training it cost (when it was trained in this store)."""
-    name = config.fine_tuned
+def _fine_tuned_models(config: CompareConfig, store: Store, train_now) -> dict[str, ModelSpec]:
+    """The ft: models to compare by row label: those given (checked before anything trains),
+    then the one trained now; each once."""
+    specs = [store.models.resolve(name) for name in dict.fromkeys(config.fine_tuned)]
     if config.train_now:
         if train_now is None:
             raise TunesmithError("--train-now is not available here.", param="train_now")
-        name = train_now(config)
-    if name is None:
+        specs.append(store.models.resolve(train_now(config)))
+    if not specs:
         raise TunesmithError(
             "No fine-tuned model to compare.",
-            "Pass --fine-tuned ft:… (see `tunesmith models list`) or --train-now.",
+            "Pass --fine-tuned ft:… (see `tunesmith models list`; repeat it to rank several) "
+            "or --train-now.",
             param="fine_tuned",
         )
-    spec = store.models.resolve(name)
+    return dict(zip(st.tuned_labels(len(specs)), specs, strict=True))
+
+
+def _training(store: Store, spec: ModelSpec) -> dict | None:
+    """What training the model cost, when it was trained in this store."""
     job_id = spec.extra.get("job_id") if spec.extra else None
     if not job_id:
-        return name, None
+        return None
     job = store.jobs.get(job_id)
     started = next(
         (
@@ -118,7 +140,7 @@ def _fine_tuned(config: CompareConfig, store: Store, train_now) -> tuple[str, di
         ),
         job.created_at,
     )
-    return name, {
+    return {
         "job": job_id,
         "seconds": float((job.finished_at or started) - started),
         "trained_tokens": job.trained_tokens,
@@ -133,6 +155,7 @@ def run_comparison(
     train_now: Callable[[CompareConfig], str] | None = None,
 ) -> Comparison:
     from tunesmith.data.readers import read
+    from tunesmith.data.render import tool_call_text
     from tunesmith.evals.metrics import choose_metric, score_all
     from tunesmith.infer.sampling import SamplingParams
 
@@ -142,11 +165,11 @@ def run_comparison(
 
     train = _conversations(read(config.train).records, config.train)
     tests = _conversations(read(config.test).records, config.test)[: config.limit]
-    references = [t.answer.content or "" for t in tests]
+    # Tool calls as the model learns to write them (Hermes text), so the metric reads both alike.
+    references = [tool_call_text(t.answer) for t in tests]
     metric = choose_metric(references) if config.metric == "auto" else config.metric
     base = store.models.resolve(config.model)
-    tuned_name, training = _fine_tuned(config, store, train_now)
-    tuned = store.models.resolve(tuned_name)
+    tuned = _fine_tuned_models(config, store, train_now)
 
     prompts = st.build_prompts(
         train, tests, config.shots, config.seed, *_retrieval(config, train, report)
@@ -155,55 +178,72 @@ def run_comparison(
         max_tokens=config.max_tokens or _tokens_cap(engine.tokenizer(base), references),
         temperature=0,
     )
+    # (row, the strategy whose prompts it answers, the model answering)
+    plan = [(n, n, base) for n in st.PROMPTING] + [(n, st.TUNED, s) for n, s in tuned.items()]
     measured: dict[str, Measured] = {}
-    for name in st.STRATEGIES:
-        spec = tuned if name == st.TUNED else base
-        report(name, 0, len(tests))
-        measured[name] = answer_all(
-            engine, spec, prompts.by_strategy[name], params,
-            on_done=lambda done, total, n=name: report(n, done, total),
+    for row, strategy, spec in plan:
+        report(row, 0, len(tests))
+        measured[row] = answer_all(
+            engine, spec, prompts.by_strategy[strategy], params,
+            on_done=lambda done, total, n=row: report(n, done, total), tools=prompts.tools,
         )  # fmt: skip
     scores = {n: score_all(metric, m.outputs, references) for n, m in measured.items()}
-    probes = _probe(engine, base, tuned, report) if config.probes else None
+    probes = _probe(engine, {"base": base, **tuned}, report) if config.probes else None
 
     prices = load_prices(config.prices) if config.prices else None
     unit = prices.currency if prices else "machine-seconds"
     results, rows = [], []
-    for name, m in measured.items():
-        per_request = _per_request(m, prices, tuned=name == st.TUNED)
-        s = scores[name]
-        results.append(
-            StrategyResult(
-                name=name,
-                model=tuned.name if name == st.TUNED else base.name,
-                metric=s.to_dict(),
-                prompt_tokens=sum(m.prompt_tokens) / len(tests),
-                completion_tokens=sum(m.completion_tokens) / len(tests),
-                latency_p50=m.latency(0.5),
-                latency_p95=m.latency(0.95),
-                seconds_per_request=m.seconds_per_request,
-                cost_per_1000=per_request * 1000,
-                outputs=m.outputs,
+    for row, _, spec in plan:
+        training = _training(store, spec) if row in tuned else None
+        if training is not None:
+            training["cost"] = _training_cost(training, prices)
+        per_request = _per_request(measured[row], prices, tuned=row in tuned)
+        result = _result(row, spec, measured[row], scores[row], per_request, training)
+        results.append(result)
+        lost = probes["base"]["mean"] - probes[row]["mean"] if probes and row in tuned else None
+        rows.append(
+            Row(
+                row,
+                scores[row].mean,
+                *scores[row].ci,
+                result.prompt_tokens,
+                per_request,
+                model=spec.name,
+                training_cost=training["cost"] if training else None,
+                forgetting=lost,
             )
         )
-        rows.append(
-            Row(name, s.mean, s.ci[0], s.ci[1], sum(m.prompt_tokens) / len(tests), per_request)
-        )
-    training_cost = _training_cost(training, prices)
-    if training is not None:
-        training["cost"] = training_cost
-    forgetting = probes["base"]["mean"] - probes["fine-tuned"]["mean"] if probes else None
-    decision = recommend(rows, training_cost, unit, forgetting)
+    decision = recommend(rows, unit=unit)
+    best = next(r for r in results if r.name == decision.fine_tuned)
     return Comparison(
         config=config.model_dump(mode="json"),
         metric=metric,
         n=len(tests),
         unit=unit,
         strategies=results,
-        training=training,
+        training=best.training,
         probes=probes,
         recommendation=decision.to_dict(),
-        samples=_samples(tests, measured, scores, prompts),
+        samples=_samples(tests, references, measured, scores, best.name),
+    )
+
+
+def _result(
+    row: str, spec: ModelSpec, m: Measured, s: MetricResult, per_request: float, training
+) -> StrategyResult:
+    """One row of the report: its scores, tokens, latency and cost per 1,000 requests."""
+    return StrategyResult(
+        name=row,
+        model=spec.name,
+        metric=s.to_dict(),
+        prompt_tokens=sum(m.prompt_tokens) / len(m.outputs),
+        completion_tokens=sum(m.completion_tokens) / len(m.outputs),
+        latency_p50=m.latency(0.5),
+        latency_p95=m.latency(0.95),
+        seconds_per_request=m.seconds_per_request,
+        cost_per_1000=per_request * 1000,
+        outputs=m.outputs,
+        training=training,
     )
 
 
@@ -256,16 +296,15 @@ def _per_request(m: Measured, prices, tuned: bool) -> float:
     return prices.request(tuned, sum(m.prompt_tokens) / n, sum(m.completion_tokens) / n)
 
 
-def _training_cost(training: dict | None, prices) -> float | None:
-    if training is None:
-        return None
+def _training_cost(training: dict, prices) -> float:
     if prices is None:
         return training["seconds"]
     return (training["trained_tokens"] or 0) * prices.training / 1e6
 
 
-def _probe(engine: Engine, base, tuned, report) -> dict:
-    """General ability before and after: the bundled probe set, base vs fine-tuned."""
+def _probe(engine: Engine, models: dict[str, ModelSpec], report) -> dict:
+    """General ability before and after: the bundled probe set, for the base ("base") and each
+    fine-tuned row."""
     from tunesmith.evals.metrics import bootstrap_ci
     from tunesmith.evals.probes import load_probes, probe_score
     from tunesmith.infer.sampling import SamplingParams
@@ -273,7 +312,7 @@ def _probe(engine: Engine, base, tuned, report) -> dict:
     probes = load_probes()
     params = SamplingParams(max_tokens=48, temperature=0)
     out = {}
-    for label, spec in (("base", base), ("fine-tuned", tuned)):
+    for label, spec in models.items():
         stage = f"probes ({label})"
         report(stage, 0, len(probes))
         m = answer_all(
@@ -286,18 +325,19 @@ def _probe(engine: Engine, base, tuned, report) -> dict:
     return out
 
 
-def _samples(tests, measured, scores, prompts, n: int = 3) -> dict:
-    """Side-by-side answers: where fine-tuning gained most over zero-shot, and where it lost."""
-    gain = [(scores[st.TUNED].scores[i] - scores[st.ZERO].scores[i], i) for i in range(len(tests))]
+def _samples(tests, references, measured, scores, tuned: str, n: int = 3) -> dict:
+    """Side-by-side answers: where the `tuned` row gained most over zero-shot, and where it lost.
+    Every row answers; the reference is written as the metric reads it (tool calls as text)."""
+    gain = [(scores[tuned].scores[i] - scores[st.ZERO].scores[i], i) for i in range(len(tests))]
     order = sorted(gain, key=lambda g: (-g[0], g[1]))
     pick = {"best": [i for _, i in order[:n]], "worst": [i for _, i in order[::-1][:n]]}
     return {
         kind: [
             {
                 "input": st.query_text(tests[i]),
-                "reference": tests[i].answer.content,
-                "answers": {name: measured[name].outputs[i] for name in st.STRATEGIES},
-                "scores": {name: scores[name].scores[i] for name in st.STRATEGIES},
+                "reference": references[i],
+                "answers": {name: m.outputs[i] for name, m in measured.items()},
+                "scores": {name: scores[name].scores[i] for name in measured},
             }
             for i in idx
         ]

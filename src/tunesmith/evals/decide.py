@@ -1,15 +1,19 @@
 """From measurements to a decision: costs, break-even, and a recommendation by stated rules.
 
 The rules (also in the README):
-1. Let F be the fine-tuned model and P the best prompting strategy (highest quality; a tie goes
-   to fewer prompt tokens). Quality is compared by 95% bootstrap intervals.
-2. F's interval entirely above P's: fine-tune. Said with the gain in points, the prompt tokens
-   saved, and the number of requests after which training has paid for itself.
+1. Every row (each prompting strategy, each fine-tuned model) is ranked by quality, a tie going
+   to fewer prompt tokens, then to the order measured. F is the top-ranked fine-tuned model and P
+   the top-ranked prompting strategy. Quality is compared by 95% bootstrap intervals.
+2. F's interval entirely above P's: fine-tune, with F. Said with the gain in points, the prompt
+   tokens saved, and the number of requests after which training has paid for itself.
 3. P's interval entirely above F's: do not fine-tune; P is better and costs no training.
 4. Overlapping intervals: do not fine-tune when P costs no more per request than F ("within the
    interval at no training cost"); when F is cheaper per request, either works, and fine-tuning
    pays back after the break-even number of requests.
 5. If F loses 10 points or more on the general-ability probes, the verdict carries that cost.
+6. With several fine-tuned models the verdict names F and its lead over the runner-up; when their
+   intervals overlap it says so (the data do not settle which is better), and says when the
+   runner-up cost less to train.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from tunesmith.errors import TunesmithError
+from tunesmith.evals.strategies import is_tuned
 
 FORGETTING_POINTS = 10.0
 
@@ -72,14 +77,26 @@ def load_prices(path: Path) -> Prices:
 
 @dataclass
 class Row:
-    """One strategy as the decision sees it."""
+    """One strategy (or one fine-tuned model) as the decision sees it."""
 
-    name: str
+    name: str  # a strategy, or a fine-tuned model's label (`strategies.tuned_labels`)
     quality: float
     low: float
     high: float
     prompt_tokens: float
     cost_per_request: float  # in the report's unit: currency, or machine seconds
+    model: str = ""
+    training_cost: float | None = None  # fine-tuned rows: what training cost, when known
+    forgetting: float | None = None  # fine-tuned rows: probe points lost against the base
+
+    @property
+    def tuned(self) -> bool:
+        return is_tuned(self.name)
+
+
+def rank(rows: list[Row]) -> list[Row]:
+    """Best first: higher quality, then fewer prompt tokens, then the order measured (rule 1)."""
+    return sorted(rows, key=lambda r: (-round(r.quality, 6), r.prompt_tokens))
 
 
 def break_even(training_cost: float | None, prompting: float, tuned: float) -> int | None:
@@ -98,7 +115,10 @@ class Recommendation:
         default_factory=dict
     )  # the seed's questions: quality, cost, reuse
     break_even: int | None = None
-    compared_with: str | None = None
+    compared_with: str | None = None  # P, the best prompting strategy
+    fine_tuned: str | None = None  # F, the best fine-tuned row
+    model: str | None = None  # the model the verdict says to use: F's, or P's base model
+    ranking: list[str] = field(default_factory=list)  # every row's name, best first
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,53 +130,84 @@ def _points(x: float) -> str:
 
 def recommend(
     rows: list[Row],
-    training_cost: float | None,
-    unit: str,
+    training_cost: float | None = None,
+    unit: str = "machine-seconds",
     forgetting: float | None = None,
 ) -> Recommendation:
-    """Apply the rules above to the fine-tuned row and the best prompting row."""
-    tuned = next(r for r in rows if r.name == "fine-tuned")
-    prompting = [r for r in rows if r.name != "fine-tuned"]
-    best = max(prompting, key=lambda r: (round(r.quality, 6), -r.prompt_tokens))
+    """Apply the rules above to the best fine-tuned row and the best prompting row.
+
+    `training_cost` and `forgetting` stand in for a fine-tuned row that carries none (the
+    single fine-tuned model of older callers); a row's own values win.
+    """
+    ranked = rank(rows)
+    tuned_rows = [r for r in ranked if r.tuned]
+    tuned = tuned_rows[0]
+    best = next(r for r in ranked if not r.tuned)
+    cost = tuned.training_cost if tuned.training_cost is not None else training_cost
+    lost = tuned.forgetting if tuned.forgetting is not None else forgetting
     gain = tuned.quality - best.quality
     saved = 1 - tuned.prompt_tokens / best.prompt_tokens if best.prompt_tokens else 0.0
-    even = break_even(training_cost, best.cost_per_request, tuned.cost_per_request)
+    even = break_even(cost, best.cost_per_request, tuned.cost_per_request)
     payback = (
         f"pays back after about {even:,} requests"
         if even
         else "never pays back on per-request cost"
     )
+    named = f" with {tuned.model}" if tuned.model else ""
     if tuned.low > best.high:
-        verdict = "fine-tune"
-        headline = f"fine-tune: {_points(gain)} over {best.name} at {saved:.0%} fewer prompt tokens; {payback}"
+        verdict, use = "fine-tune", tuned
+        headline = f"fine-tune{named}: {_points(gain)} over {best.name} at {saved:.0%} fewer prompt tokens; {payback}"
     elif best.low > tuned.high:
-        verdict = "do not fine-tune"
+        verdict, use = "do not fine-tune", best
         headline = (
             f"do not fine-tune: {best.name} scores {_points(-gain)[1:]} higher, at no training cost"
         )
     elif best.cost_per_request <= tuned.cost_per_request:
-        verdict = "do not fine-tune"
+        verdict, use = "do not fine-tune", best
         headline = f"do not fine-tune: {best.name} is within the interval at no training cost"
     else:
-        verdict = "either"
+        verdict, use = "either", tuned
         headline = (
-            f"either: {best.name} is within the interval; fine-tuning {payback}, "
+            f"either: {best.name} is within the interval; fine-tuning{named} {payback}, "
             "so fine-tune if you expect more requests than that"
         )
-    if forgetting is not None and forgetting * 100 >= FORGETTING_POINTS:
-        headline += f" (it costs {forgetting * 100:.0f} points on the general-ability probes)"
+    if lost is not None and lost * 100 >= FORGETTING_POINTS:
+        headline += f" (it costs {lost * 100:.0f} points on the general-ability probes)"
+    if len(tuned_rows) > 1:
+        headline += "; " + _lead(tuned, tuned_rows[1])
     answers = {
-        "quality": f"Best: {max(rows, key=lambda r: r.quality).name}. Fine-tuned {tuned.quality:.0%} "
+        "quality": f"Best: {ranked[0].name}. Fine-tuned {tuned.quality:.0%} "
         f"[{tuned.low:.0%}, {tuned.high:.0%}] vs {best.name} {best.quality:.0%} [{best.low:.0%}, {best.high:.0%}].",
         "cost": f"Per request: fine-tuned {tuned.prompt_tokens:.0f} prompt tokens and {tuned.cost_per_request:.4g} "
         f"{unit}; {best.name} {best.prompt_tokens:.0f} prompt tokens and {best.cost_per_request:.4g} {unit}."
-        + (
-            f" Training cost once: {training_cost:.4g} {unit}." if training_cost is not None else ""
-        ),
+        + (f" Training cost once: {cost:.4g} {unit}." if cost is not None else ""),
         "reuse": (
             f"Fine-tuning {payback} compared with {best.name}."
-            if training_cost is not None
+            if cost is not None
             else "Training cost unknown (the fine-tuned model was not trained in this store)."
         ),
     }
-    return Recommendation(verdict, headline, answers, even, best.name)
+    if len(tuned_rows) > 1:
+        answers["ranking"] = "; ".join(
+            f"{i}. {r.name}{f' ({r.model})' if r.tuned and r.model else ''} {r.quality:.0%} "
+            f"[{r.low:.0%}, {r.high:.0%}]"
+            for i, r in enumerate(ranked, start=1)
+        )
+    return Recommendation(
+        verdict, headline, answers, even, best.name, tuned.name, use.model or None,
+        [r.name for r in ranked],
+    )  # fmt: skip
+
+
+def _lead(first: Row, second: Row) -> str:
+    """Rule 6: how far the best fine-tuned model is ahead of the next, and whether it is clear."""
+    who = first.model or first.name
+    other = second.model or second.name
+    points = _points(first.quality - second.quality)
+    if first.low > second.high:
+        return f"{who} beats {other} by {points}"
+    lead = f"{who} leads {other} by {points}, within the interval (these data do not settle it)"
+    costs = (first.training_cost, second.training_cost)
+    if None not in costs and costs[1] < costs[0]:
+        lead += f"; {other} cost less to train"
+    return lead

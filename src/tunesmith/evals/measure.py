@@ -41,14 +41,16 @@ def answer_all(
     params: SamplingParams,
     on_done: Callable[[int, int], None] | None = None,
     concurrency: int = CONCURRENCY,
-    tools: list[dict] | None = None,
+    tools: list[list[dict] | None] | None = None,
 ) -> Measured:
     """Every prompt answered, at most `concurrency` in flight, each one's latency recorded.
 
+    `tools[i]`, when given, is the tool list prompt i offers, rendered as training renders it.
     `on_done(done, total)` is called as answers complete.
     """
     tokenizer = engine.tokenizer(spec)
-    encoded = [encode_prompt(tokenizer, p, tools) for p in prompts]
+    offered = tools or [None] * len(prompts)
+    encoded = [encode_prompt(tokenizer, p, t) for p, t in zip(prompts, offered, strict=True)]
     engine.load(spec)  # loading is not part of any request's latency
     outputs: list[str] = [""] * len(prompts)
     completion: list[int] = [0] * len(prompts)

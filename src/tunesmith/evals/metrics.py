@@ -12,9 +12,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from tunesmith.data.render import TOOL_CALL_OPEN
 from tunesmith.errors import TunesmithError
+from tunesmith.infer.tools import parse_tool_calls
 
-MetricName = Literal["exact", "json-fields", "set-f1", "rouge-l", "label-accuracy"]
+MetricName = Literal["exact", "json-fields", "set-f1", "rouge-l", "label-accuracy", "tool-calls"]
+TOOL_CALLS = "tool-calls"
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
 # List markers ("- ", "• ", "1. ", "2) ") need the space after them, so "-5" and "1.5" stay whole.
@@ -198,13 +201,141 @@ def rouge_l(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+@dataclass(frozen=True)
+class Call:
+    """One function call: its name, and its arguments (None when they are not a JSON object)."""
+
+    name: str
+    arguments: dict | None
+
+
+def _arguments(text: str) -> dict | None:
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def tool_calls_in(text: object) -> tuple[list[Call], int]:
+    """The calls an answer makes, read as the engine's parser reads them (Hermes
+    `<tool_call>{...}</tool_call>` blocks, or an answer that is one call object), and how many
+    calls it tried to write: one per `<tool_call>` opened, or one for an answer that starts
+    with `{` (so a call cut off or broken counts as tried and invalid)."""
+    text = _text(text)
+    _, found = parse_tool_calls(text)
+    calls = [Call(c["function"]["name"], _arguments(c["function"]["arguments"])) for c in found]
+    tried = text.count(TOOL_CALL_OPEN) or int(text.strip().startswith("{"))
+    return calls, max(tried, len(calls))
+
+
+def _agreeing(ref: Call, pred: Call) -> int:
+    """Arguments of `ref` that `pred` gives the same JSON value."""
+    mine, theirs = ref.arguments or {}, pred.arguments or {}
+    return sum(1 for key, value in mine.items() if key in theirs and same_json(theirs[key], value))
+
+
+def match_calls(predicted: list[Call], reference: list[Call]) -> list[tuple[Call, Call]]:
+    """(reference, predicted) pairs, each call in at most one pair: only calls of the same name
+    pair up; exact pairs first, then the most agreeing arguments, then the order written. With
+    exact pairs first, a perfect matching is found whenever one exists."""
+    candidates = sorted(
+        (not same_json(r.arguments, p.arguments), -_agreeing(r, p), i, j)
+        for i, r in enumerate(reference)
+        for j, p in enumerate(predicted)
+        if r.name == p.name
+    )
+    used_ref: set[int] = set()
+    used_pred: set[int] = set()
+    pairs = []
+    for *_, i, j in candidates:
+        if i not in used_ref and j not in used_pred:
+            used_ref.add(i)
+            used_pred.add(j)
+            pairs.append((reference[i], predicted[j]))
+    return pairs
+
+
+@dataclass
+class CallScore:
+    """One answer's tool calls against the reference's."""
+
+    exact: bool  # the same calls: names and arguments (order of calls and of arguments ignored)
+    function: bool  # the same functions called, as a multiset (none expected and none made: True)
+    agreed: int  # arguments given the reference's value, in paired calls
+    predicted: int  # arguments in every call made
+    expected: int  # arguments in every reference call
+    exact_arguments: int  # reference calls paired with exactly their arguments
+    calls_expected: int
+    tried: bool  # the answer tried to write a call
+    valid_json: bool  # every call it tried parses, arguments a JSON object
+
+
+def call_score(prediction: object, reference: str) -> CallScore:
+    predicted, tried = tool_calls_in(prediction)
+    expected, _ = tool_calls_in(reference)
+    pairs = match_calls(predicted, expected)
+    exact_arguments = sum(1 for r, p in pairs if same_json(r.arguments, p.arguments))
+    function = sorted(c.name for c in predicted) == sorted(c.name for c in expected)
+    return CallScore(
+        exact=function and exact_arguments == len(expected),
+        function=function,
+        agreed=sum(_agreeing(r, p) for r, p in pairs),
+        predicted=sum(len(c.arguments or {}) for c in predicted),
+        expected=sum(len(c.arguments or {}) for c in expected),
+        exact_arguments=exact_arguments,
+        calls_expected=len(expected),
+        tried=tried > 0,
+        valid_json=0 < tried == len(predicted) and all(c.arguments is not None for c in predicted),
+    )
+
+
+def tool_calls_score(prediction: str, reference: str) -> float:
+    """1.0 when the answer makes exactly the reference's calls (see `call_score`), else 0.0; a
+    reference with no call wants an answer with none."""
+    return 1.0 if call_score(prediction, reference).exact else 0.0
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def tool_call_figures(
+    predictions: Sequence[object], references: Sequence[str]
+) -> dict[str, float | None]:
+    """What the tool-call score sums up, over the test set: the right functions called (or
+    rightly none), argument precision and recall (over every argument given and expected), the
+    reference calls made with exactly their arguments, and the valid-JSON rate of the answers
+    that tried to call. None where nothing was there to count."""
+    calls = [call_score(p, r) for p, r in zip(predictions, references, strict=True)]
+    tried = [c for c in calls if c.tried]
+    return {
+        "function": _share(sum(c.function for c in calls), len(calls)),
+        "argument precision": _share(sum(c.agreed for c in calls), sum(c.predicted for c in calls)),
+        "argument recall": _share(sum(c.agreed for c in calls), sum(c.expected for c in calls)),
+        "arguments exact": _share(
+            sum(c.exact_arguments for c in calls), sum(c.calls_expected for c in calls)
+        ),
+        "valid JSON": _share(sum(c.valid_json for c in tried), len(tried)),
+    }
+
+
 METRICS: dict[str, Callable[[str, str], float]] = {
     "exact": exact,
     "json-fields": json_fields_score,
     "set-f1": set_f1,
     "rouge-l": rouge_l,
     "label-accuracy": label_accuracy,
+    TOOL_CALLS: tool_calls_score,
 }
+# Metrics whose score is itself an exact match: "exact" beside them would say the same again.
+_EXACT_SCORES = {"exact", TOOL_CALLS}
+
+
+def calls_tools(reference: str) -> bool:
+    """A reference answer that calls a tool, as `data.render.tool_call_text` writes one (a bare
+    JSON object with a "name" is an object answer, not a call)."""
+    return TOOL_CALL_OPEN in reference and bool(tool_calls_in(reference)[0])
 
 
 def _list_answers(references: list[str], parsed: list[Any]) -> bool:
@@ -226,6 +357,8 @@ def _list_answers(references: list[str], parsed: list[Any]) -> bool:
 def choose_metric(references: list[str]) -> str:
     """The metric "auto" picks from the reference answers, first rule that holds:
 
+    0. some reference calls a tool (`calls_tools`) → "tool-calls" (answers without a call then
+       score right only when the model calls nothing);
     1. every reference is a JSON object → "json-fields";
     2. every reference is a JSON array, or a list of short items (one per line, or separated by
        commas / semicolons, each at most 3 words), and at least half of them hold two items or
@@ -238,6 +371,8 @@ def choose_metric(references: list[str]) -> str:
     """
     if not references:
         raise ValueError("choose_metric needs at least one reference answer")
+    if any(calls_tools(r) for r in references):
+        return TOOL_CALLS
     parsed = [parse_json(r, strict=True) for r in references]
     if all(isinstance(p, dict) for p in parsed):
         return "json-fields"
@@ -288,7 +423,9 @@ def bootstrap_ci(
 @dataclass
 class MetricResult:
     """One strategy's scores on a test set: per example, the mean and its 95% CI, for the task
-    metric and for exact match (always reported); the valid-JSON rate for "json-fields"."""
+    metric and for exact match (always reported); the valid-JSON rate for "json-fields" and
+    "tool-calls"; `figures`, the metric's other test-set figures (tool calls: see
+    `tool_call_figures`), shown beside it in the report."""
 
     metric: str
     n: int
@@ -299,6 +436,7 @@ class MetricResult:
     exact_mean: float
     exact_ci: tuple[float, float]
     valid_json: float | None = None
+    figures: dict[str, float | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """Plain JSON types: lists for intervals."""
@@ -310,6 +448,7 @@ class MetricResult:
             "exact_mean": self.exact_mean,
             "exact_ci": list(self.exact_ci),
             "valid_json": self.valid_json,
+            "figures": dict(self.figures),
             "scores": list(self.scores),
             "exact": list(self.exact),
         }
@@ -332,6 +471,12 @@ def _check_metric(metric: str, references: list[str]) -> None:
                     "Use --metric auto to let tunesmith pick a metric that fits the answers.",
                     param="metric",
                 )
+    if metric == TOOL_CALLS and not any(calls_tools(r) for r in references):
+        raise TunesmithError(
+            "The tool-calls metric needs test answers that call tools; none of them does.",
+            'Give test examples whose assistant answers have "tool_calls", or use --metric auto.',
+            param="metric",
+        )
 
 
 def score_all(
@@ -355,10 +500,13 @@ def score_all(
     _check_metric(metric, references)
     pairs = list(zip(predictions, references, strict=True))
     scores = [METRICS[metric](p, r) for p, r in pairs]
-    exacts = scores if metric == "exact" else [exact(p, r) for p, r in pairs]
-    valid = None
+    exacts = scores if metric in _EXACT_SCORES else [exact(p, r) for p, r in pairs]
+    valid, figures = None, {}
     if metric == "json-fields":
         valid = sum(parse_json(p, strict=True) is not None for p, _ in pairs) / len(pairs)
+    elif metric == TOOL_CALLS:
+        figures = tool_call_figures(predictions, references)
+        valid = figures.pop("valid JSON")  # it has its own field, as for json-fields
     return MetricResult(
         metric=metric,
         n=len(pairs),
@@ -369,4 +517,5 @@ def score_all(
         exact_mean=_mean(np.asarray(exacts, dtype=float)),
         exact_ci=bootstrap_ci(exacts, resamples, seed),
         valid_json=valid,
+        figures=figures,
     )

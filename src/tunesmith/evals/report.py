@@ -8,8 +8,36 @@ import json
 from pathlib import Path
 
 from tunesmith.evals.compare import Comparison
+from tunesmith.evals.metrics import TOOL_CALLS, tool_calls_in
+from tunesmith.evals.strategies import is_tuned
 
 COLORS = {"zero-shot": "#94a3b8", "few-shot": "#60a5fa", "rag": "#a78bfa", "fine-tuned": "#f97316"}
+TUNED_COLORS = ("#f97316", "#dc2626", "#ca8a04", "#16a34a", "#0d9488")  # fine-tuned #1, #2, …
+
+
+def color(name: str) -> str:
+    if name in COLORS:
+        return COLORS[name]
+    number = int(name.rsplit("#", 1)[1]) if is_tuned(name) else 1
+    return TUNED_COLORS[(number - 1) % len(TUNED_COLORS)]
+
+
+def ranked(data: dict) -> list[tuple[int, dict]]:
+    """(rank, row) best first, as the recommendation ranked them (`decide.rank`)."""
+    order = data["recommendation"].get("ranking") or [s["name"] for s in data["strategies"]]
+    by_name = {s["name"]: s for s in data["strategies"]}
+    return [(i, by_name[name]) for i, name in enumerate(order, start=1)]
+
+
+def figures_text(metric: dict) -> str:
+    """The metric's other figures, one line: the valid-JSON rate and `MetricResult.figures`.
+    (For tool calls the rate is "—" when no answer tried to call; other metrics have none.)"""
+    figures = {"valid JSON": metric.get("valid_json"), **(metric.get("figures") or {})}
+    if metric.get("valid_json") is None and metric["metric"] != TOOL_CALLS:
+        del figures["valid JSON"]
+    return " · ".join(
+        f"{name} {'—' if value is None else f'{value:.0%}'}" for name, value in figures.items()
+    )
 
 
 def write_report(comparison: Comparison, folder: Path) -> dict[str, Path]:
@@ -48,7 +76,7 @@ def _quality_vs_tokens(data: dict) -> str:
         low, high = m["ci"]
         ax.errorbar(
             s["prompt_tokens"], m["mean"], yerr=[[m["mean"] - low], [high - m["mean"]]],
-            fmt="o", color=COLORS[s["name"]], capsize=4, markersize=9, label=s["name"],
+            fmt="o", color=color(s["name"]), capsize=4, markersize=9, label=s["name"],
         )  # fmt: skip
     ax.set(xlabel="prompt tokens per request", ylabel=data["metric"], ylim=(-0.02, 1.02))
     ax.set_title("Quality against prompt tokens")
@@ -65,7 +93,7 @@ def _quality_bars(data: dict) -> str:
         [m - s["metric"]["ci"][0] for m, s in zip(means, data["strategies"], strict=True)],
         [s["metric"]["ci"][1] - m for m, s in zip(means, data["strategies"], strict=True)],
     ]
-    ax.bar(names, means, yerr=errors, capsize=5, color=[COLORS[n] for n in names])
+    ax.bar(names, means, yerr=errors, capsize=5, color=[color(n) for n in names])
     exact = [s["metric"]["exact_mean"] for s in data["strategies"]]
     ax.plot(names, exact, "k_", markersize=22, label="exact match")
     ax.set(ylabel=data["metric"], ylim=(0, 1.05), title="Quality per strategy (95% interval)")
@@ -100,21 +128,47 @@ def _latency(data: dict) -> str:
 
 
 def _table(data: dict) -> str:
+    """Every row, best first, with the metric's other figures when it has some."""
     unit = data["unit"]
+    extra = any(figures_text(s["metric"]) for s in data["strategies"])
     head = (
-        "<tr><th>strategy</th><th>model</th><th>quality</th><th>95% interval</th><th>exact</th>"
-        f"<th>prompt tokens</th><th>completion tokens</th><th>p50 s</th><th>p95 s</th><th>cost / 1,000 ({html.escape(unit)})</th></tr>"
+        "<tr><th>rank</th><th>strategy</th><th>model</th><th>quality</th><th>95% interval</th><th>exact</th>"
+        + ("<th>also</th>" if extra else "")
+        + f"<th>prompt tokens</th><th>completion tokens</th><th>p50 s</th><th>p95 s</th><th>cost / 1,000 ({html.escape(unit)})</th></tr>"
     )
     rows = []
-    for s in data["strategies"]:
+    for rank, s in ranked(data):
         m = s["metric"]
+        also = f"<td>{html.escape(figures_text(m))}</td>" if extra else ""
         rows.append(
-            f"<tr><td>{s['name']}</td><td>{html.escape(s['model'])}</td><td>{m['mean']:.1%}</td>"
-            f"<td>{m['ci'][0]:.1%} – {m['ci'][1]:.1%}</td><td>{m['exact_mean']:.1%}</td>"
+            f"<tr><td>{rank}</td><td>{s['name']}</td><td>{html.escape(s['model'])}</td><td>{m['mean']:.1%}</td>"
+            f"<td>{m['ci'][0]:.1%} – {m['ci'][1]:.1%}</td><td>{m['exact_mean']:.1%}</td>{also}"
             f"<td>{s['prompt_tokens']:.0f}</td><td>{s['completion_tokens']:.0f}</td>"
             f"<td>{s['latency_p50']:.2f}</td><td>{s['latency_p95']:.2f}</td><td>{s['cost_per_1000']:.4g}</td></tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _calls(text: str | None) -> str:
+    """An answer as the tool-call metric reads it: each call as `name {arguments}`, the calls
+    that did not parse counted, the rest of the text below."""
+    calls, tried = tool_calls_in(text)
+    lines = [
+        f"{c.name} {json.dumps(c.arguments) if c.arguments is not None else '(arguments not a JSON object)'}"
+        for c in calls
+    ]
+    if tried > len(calls):
+        lines.append(f"({tried - len(calls)} call(s) that do not parse)")
+    return "\n".join(lines) or "(no call)"
+
+
+def _answer(text: str | None, metric: str) -> str:
+    """One answer in the side-by-side view: the calls made, for the tool-call metric, and the
+    text as written."""
+    shown = html.escape(text or "")
+    if metric != TOOL_CALLS:
+        return f"<pre>{shown}</pre>"
+    return f"<pre><b>{html.escape(_calls(text))}</b></pre><details><summary>as written</summary><pre>{shown}</pre></details>"
 
 
 def _samples(data: dict) -> str:
@@ -126,23 +180,29 @@ def _samples(data: dict) -> str:
         parts.append(f"<h3>{title}</h3>")
         for sample in data["samples"][kind]:
             cells = "".join(
-                f"<td><pre>{html.escape(answer)}</pre><span class=score>score {sample['scores'][name]:.2f}</span></td>"
+                f"<td>{_answer(answer, data['metric'])}<span class=score>score {sample['scores'][name]:.2f}</span></td>"
                 for name, answer in sample["answers"].items()
             )
             heads = "".join(f"<th>{name}</th>" for name in sample["answers"])
+            reference = sample["reference"] or ""
+            if data["metric"] == TOOL_CALLS:
+                reference = _calls(reference)
             parts.append(
                 f"<p class=input><b>Input:</b> {html.escape(sample['input'])}<br><b>Reference:</b> "
-                f"<code>{html.escape(sample['reference'] or '')}</code></p><table class=samples><tr>{heads}</tr><tr>{cells}</tr></table>"
+                f"<code>{html.escape(reference)}</code></p><table class=samples><tr>{heads}</tr><tr>{cells}</tr></table>"
             )
     return "".join(parts)
 
 
 def _extras(data: dict) -> str:
     items = []
-    if data["training"]:
-        t = data["training"]
+    for s in data["strategies"]:
+        if not s.get("training"):
+            continue
+        t = s["training"]
         items.append(
-            f"<li>Training, once: {t['seconds']:.0f} s on this machine, {t['trained_tokens'] or 0:,} tokens trained"
+            f"<li>Training {html.escape(s['name'])}, once: {t['seconds']:.0f} s on this machine, "
+            f"{t['trained_tokens'] or 0:,} tokens trained"
             + (
                 f", cost {t['cost']:.4g} {html.escape(data['unit'])}"
                 if t.get("cost") is not None
@@ -153,8 +213,9 @@ def _extras(data: dict) -> str:
     if data["probes"]:
         p = data["probes"]
         items.append(
-            f"<li>General-ability probes ({len(p['base']['outputs'])} prompts): base {p['base']['mean']:.0%}, "
-            f"fine-tuned {p['fine-tuned']['mean']:.0%}</li>"
+            f"<li>General-ability probes ({len(p['base']['outputs'])} prompts): "
+            + ", ".join(f"{html.escape(name)} {r['mean']:.0%}" for name, r in p.items())
+            + "</li>"
         )
     return f"<ul>{''.join(items)}</ul>"
 

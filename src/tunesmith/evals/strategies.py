@@ -2,7 +2,9 @@
 
 Each strategy turns a test conversation into the messages a model sees. Demonstrations are whole
 training examples written as earlier user/assistant turns, after the test's own system message, so
-the model sees the task's exact input and answer format.
+the model sees the task's exact input and answer format. Every strategy offers the test example's
+own tools (`Prompts.tools`), rendered by `data.render` as at training time: demonstrations' tool
+calls are ordinary assistant turns, written the way a fine-tuned model learned them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,18 @@ if TYPE_CHECKING:
 
 ZERO, FEW, RAG, TUNED = "zero-shot", "few-shot", "rag", "fine-tuned"
 STRATEGIES = (ZERO, FEW, RAG, TUNED)
+PROMPTING = (ZERO, FEW, RAG)
+
+
+def tuned_labels(n: int) -> list[str]:
+    """The report's names for n fine-tuned models: "fine-tuned" alone, else numbered in the order
+    given ("fine-tuned #1", "fine-tuned #2"); the model column says which is which."""
+    return [TUNED] if n == 1 else [f"{TUNED} #{i}" for i in range(1, n + 1)]
+
+
+def is_tuned(name: str) -> bool:
+    """Whether a report row (a name from `tuned_labels`, or a strategy) is a fine-tuned model."""
+    return name == TUNED or name.startswith(f"{TUNED} #")
 
 
 def query_text(conversation: Conversation | list[Message]) -> str:
@@ -62,6 +76,7 @@ class Prompts:
     """The messages each strategy sends for each test example."""
 
     by_strategy: dict[str, list[list[Message]]]
+    tools: list[list[dict] | None]  # per test example, the same for every strategy
     shots: list[Conversation]
     retrieved: list[list[int]]  # per test example: indices into train (or passages)
 
@@ -96,6 +111,7 @@ def build_prompts(
             RAG: rag,
             TUNED: [t.prompt for t in tests],
         },
+        tools=[t.tools for t in tests],
         shots=shots,
         retrieved=retrieved,
     )

@@ -1,4 +1,5 @@
-"""/v1/comparisons: should you fine-tune? Four strategies measured, as a job with events."""
+"""/v1/comparisons: should you fine-tune? Prompting strategies and fine-tuned models measured
+and ranked, as a job with events."""
 
 from __future__ import annotations
 
@@ -28,16 +29,27 @@ def _public(row: TaskRow) -> dict:
 @router.post("/comparisons")
 def create_comparison(body: ComparisonCreate, store: StoreDep) -> dict:
     """Queue a comparison; a worker runs it. Poll it, or read its events."""
-    if not body.train_now and body.fine_tuned_model is None:
-        raise TunesmithError("Give fine_tuned_model, or train_now: true.", param="fine_tuned_model")
+    if body.fine_tuned_model is not None and body.fine_tuned_models is not None:
+        raise TunesmithError(
+            "Give fine_tuned_model or fine_tuned_models, not both.",
+            "Put every model in fine_tuned_models.",
+            param="fine_tuned_models",
+        )
+    fine_tuned = body.fine_tuned()
+    if not body.train_now and not fine_tuned:
+        raise TunesmithError(
+            "Give fine_tuned_model (or fine_tuned_models), or train_now: true.",
+            param="fine_tuned_model",
+        )
     store.models.resolve(body.model)
-    if body.fine_tuned_model:
-        store.models.resolve(body.fine_tuned_model)
+    for name in fine_tuned:
+        store.models.resolve(name)
     config = {
         "train": store.files.get(body.training_file).path,
         "test": store.files.get(body.test_file).path,
         "model": body.model,
-        "fine_tuned": body.fine_tuned_model,
+        # As asked: one name stays a name, so clients of the single field see what they sent.
+        "fine_tuned": body.fine_tuned_models or body.fine_tuned_model,
         "train_now": body.train_now,
         "shots": body.shots,
         "metric": body.metric,
