@@ -32,7 +32,9 @@ def test_a_comparison_runs_as_a_job(serve, client, tiny_model_dir, orders, tmp_p
     sdk = client(url)
     test = tmp_path / "test.jsonl"
     test.write_text("".join((orders / "test.jsonl").read_text().splitlines(keepends=True)[:4]))
-    train_file = sdk.files.create(file=Path(orders / "train.jsonl"), purpose="fine-tune")
+    train = tmp_path / "train.jsonl"  # 24: the learning curve trains 12 of them in the worker
+    train.write_text("".join((orders / "train.jsonl").read_text().splitlines(keepends=True)[:24]))
+    train_file = sdk.files.create(file=train, purpose="fine-tune")
     test_file = sdk.files.create(file=Path(test), purpose="fine-tune")
     http = httpx.Client(base_url=url, headers={"Authorization": "Bearer test"}, timeout=60)
     created = http.post(
@@ -44,6 +46,7 @@ def test_a_comparison_runs_as_a_job(serve, client, tiny_model_dir, orders, tmp_p
             "fine_tuned_model": name,
             "max_tokens": 6,
             "probes": False,
+            "learning_curve": True,
         },
     )
     assert created.status_code == 200, created.text
@@ -62,12 +65,16 @@ def test_a_comparison_runs_as_a_job(serve, client, tiny_model_dir, orders, tmp_p
         "fine-tuned",
     ]
     assert body["recommendation"]["headline"]
+    curve = body["result"]["learning_curve"]
+    assert [p["examples"] for p in curve["points"]] == [12, 24] and curve["verdict"]
+    assert curve["points"][0]["training"]["trained_tokens"] > 0  # trained by the worker
+    assert curve["points"][1]["given"] and curve["points"][1]["model"] == name
     events = http.get(f"/comparisons/{cmp_id}/events", params={"limit": 100}).json()
     messages = [e["message"] for e in reversed(events["data"])]
     assert messages[0] == f"Created comparison: {cmp_id}" and messages[-1].startswith(
         "Comparison finished:"
     )
-    assert "fine-tuned: 4/4" in messages and events["has_more"] is False
+    assert "fine-tuned: 4/4" in messages and "curve: 12 examples: 4/4" in messages
     report = http.get(f"/comparisons/{cmp_id}/report")
     assert report.status_code == 200 and "<svg" in report.text
     listed = http.get("/comparisons").json()

@@ -99,3 +99,29 @@ def test_a_refused_start_shows_the_servers_error(ui, page, expected_console) -> 
     page.get_by_role("button", name="Start comparison").click()
     expect(page.get_by_role("alert")).to_contain_text("fine_tuned_model")
     expect(page).to_have_url(re.compile(r"#/compare$"))
+
+
+def test_rank_several_models_and_ask_for_a_learning_curve(ui, page, trained_model) -> None:
+    """The form sends several models as fine_tuned_models, and the curve as learning_curve."""
+    page.goto(f"{ui.url}/#/compare?fine_tuned_model={trained_model.name}")
+    page.get_by_label("Upload training file").set_input_files(ORDERS / "train.jsonl")
+    expect(page.get_by_text("Uploaded train.jsonl")).to_be_visible()
+    also = page.get_by_label("Also rank")
+    others = [v for v in also.locator("option").evaluate_all("os => os.map(o => o.value)")]
+    second = next(v for v in others if v != trained_model.name)  # a checkpoint of its job
+    also.select_option([second])
+    page.get_by_label("Learning curve").check()
+    page.get_by_text("More settings").click()
+    expect(page.get_by_label("Metric").locator("option[value=tool-calls]")).to_have_count(1)
+    page.get_by_role("button", name="Start comparison").click()
+    expect(page).to_have_url(re.compile(r"#/compare/cmp_"))
+    comparison_id = page.url.rsplit("/", 1)[1]
+    http = httpx.Client(base_url=ui.url, timeout=60)
+    config = http.get(f"/v1/comparisons/{comparison_id}").json()["config"]
+    assert config["fine_tuned"] == [trained_model.name, second]
+    assert config["learning_curve"] is True
+    expect(page.get_by_role("heading", level=1).locator("..")).to_contain_text(second)
+    http.post(f"/v1/comparisons/{comparison_id}/cancel")  # the run itself is tested elsewhere
+    expect(page.get_by_role("heading", level=1).locator(".badge")).to_have_text(
+        "cancelled", timeout=120_000
+    )

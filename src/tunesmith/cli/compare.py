@@ -33,13 +33,12 @@ def stage_bars():
         yield report
 
 
-def train_now(config) -> str:
-    """--train-now: the same path as `tunesmith train --data TRAIN` with its defaults."""
+def train_now(cfg) -> str:
+    """--train-now and the learning curve's subsets: the same path as `tunesmith train`."""
     from tunesmith.cli.store import store
     from tunesmith.cli.train import follow, submit
-    from tunesmith.train.config import SFTConfig
 
-    job = submit(store(), SFTConfig(data=config.train, model=config.model, seed=config.seed))
+    job = submit(store(), cfg)
     follow(job.id)  # a stopped job exits here (130), as `tunesmith train` does
     return store().jobs.get(job.id).fine_tuned_model
 
@@ -84,6 +83,8 @@ def print_comparison(data: dict, paths: dict | None = None) -> None:
             out.print(
                 f"Training {s['name']}, once: {t['seconds']:.0f} s, {t['trained_tokens'] or 0:,} tokens"
             )
+    if curve := data.get("learning_curve"):
+        print_curve(curve)
     rec = data["recommendation"]
     # Model names in the verdict are text: ":two:" in ft:…:two:… is no emoji, "[x]" no markup.
     out.print(Text(f"\n{rec['headline']}", style="bold"))
@@ -135,6 +136,14 @@ def compare_command(
     probes: Annotated[
         bool, typer.Option(help="Score general ability before/after fine-tuning.")
     ] = True,
+    learning_curve: Annotated[
+        bool,
+        typer.Option(
+            "--learning-curve",
+            help="Also train on 12.5%, 25% and 50% of --train (nested, same settings and seed) "
+            "and say whether more data would help.",
+        ),
+    ] = False,
 ) -> None:
     """Measure zero-shot, few-shot, retrieval-augmented prompting and the fine-tuned model on the
     same held-out examples, and say whether fine-tuning is worth it.
@@ -153,7 +162,7 @@ def compare_command(
         config = CompareConfig(
             train=train, test=test, model=model, fine_tuned=fine_tuned, train_now=train_now_flag,
             shots=shots, metric=metric, prices=prices, context_dir=context_dir, limit=limit,
-            max_tokens=max_tokens, probes=probes,
+            max_tokens=max_tokens, probes=probes, learning_curve=learning_curve,
         )  # fmt: skip
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -163,6 +172,22 @@ def compare_command(
     folder = out_dir or store().settings.root / "comparisons" / time.strftime("%Y%m%d-%H%M%S")
     data, paths = compare(config, folder)
     print_comparison(data, paths)
+
+
+def print_curve(curve: dict) -> None:
+    table = Table(title="Learning curve (the fine-tuned model on nested subsets)", show_edge=False)
+    for column in ("examples", "quality [95% CI]", "training s", "model"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for p in curve["points"]:
+        m, t = p["metric"], p["training"]
+        table.add_row(
+            str(p["examples"]),
+            f"{m['mean']:.0%} [{m['ci'][0]:.0%}, {m['ci'][1]:.0%}]",
+            f"{t['seconds']:.0f}" if t else "-",
+            Text(p["model"] + (" (given)" if p["given"] else "")),
+        )
+    out.print(table)
+    out.print(Text.assemble(("Would more data help? ", "bold"), curve["verdict"]))
 
 
 def compare(config, folder: Path) -> tuple[dict, dict]:

@@ -2,19 +2,20 @@
 
 The run, top to bottom: read the data → choose the metric → get the fine-tuned models (given, and
 one trained now) → build each strategy's prompts → answer and score each strategy and each
-fine-tuned model → probe general ability before and after → costs, break-even, ranking and
-recommendation → report files.
+fine-tuned model → with --learning-curve, train and score nested subsets (`curve.py`) → probe
+general ability before and after → costs, break-even, ranking and recommendation → report files.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tunesmith.errors import TunesmithError
 from tunesmith.evals import strategies as st
@@ -28,10 +29,13 @@ if TYPE_CHECKING:
     from tunesmith.infer.engine import Engine
     from tunesmith.models.spec import ModelSpec
     from tunesmith.store import Store
+    from tunesmith.train.config import SFTConfig
 
 Metric = Literal["auto", MetricName]
 # (stage, done, total): e.g. ("few-shot", 12, 100). The CLI draws bars, the API writes events.
 ProgressFn = Callable[[str, int, int], None]
+# Trains one model with this config, to the end, in the comparison's store; its ft: name.
+TrainFn = Callable[["SFTConfig"], str]
 
 
 class CompareConfig(BaseModel):
@@ -57,6 +61,11 @@ class CompareConfig(BaseModel):
         default=None, ge=1, description="Answer length cap; auto from answers."
     )
     probes: bool = Field(default=True, description="Score general ability before and after.")
+    learning_curve: bool = Field(
+        default=False,
+        description="Also train on 12.5%, 25% and 50% of the training examples (nested, same "
+        "settings and seed) and say whether more data would help.",
+    )
     seed: int = Field(default=0, ge=0)
 
     @field_validator("fine_tuned", mode="before")
@@ -66,6 +75,14 @@ class CompareConfig(BaseModel):
         if value is None:
             return []
         return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _curve_needs_a_full_model(self) -> CompareConfig:
+        """The curve's last point is a model trained on all the examples: the first one given,
+        else one trained now."""
+        if self.learning_curve and not self.fine_tuned:
+            self.train_now = True
+        return self
 
 
 @dataclass
@@ -95,6 +112,7 @@ class Comparison:
     probes: dict | None  # "base" and each fine-tuned row's name
     recommendation: dict
     samples: dict
+    learning_curve: dict | None = None  # `curve.curve_dict`: points, last doubling, verdict
     created: int = field(default_factory=lambda: int(time.time()))
 
     def to_dict(self) -> dict:
@@ -115,7 +133,7 @@ def _fine_tuned_models(config: CompareConfig, store: Store, train_now) -> dict[s
     if config.train_now:
         if train_now is None:
             raise TunesmithError("--train-now is not available here.", param="train_now")
-        specs.append(store.models.resolve(train_now(config)))
+        specs.append(store.models.resolve(train_now(full_training(config))))
     if not specs:
         raise TunesmithError(
             "No fine-tuned model to compare.",
@@ -124,6 +142,13 @@ def _fine_tuned_models(config: CompareConfig, store: Store, train_now) -> dict[s
             param="fine_tuned",
         )
     return dict(zip(st.tuned_labels(len(specs)), specs, strict=True))
+
+
+def full_training(config: CompareConfig) -> SFTConfig:
+    """--train-now: `tunesmith train --data TRAIN` with its defaults and the comparison's seed."""
+    from tunesmith.train.config import SFTConfig
+
+    return SFTConfig(data=config.train, model=config.model, seed=config.seed)
 
 
 def _training(store: Store, spec: ModelSpec) -> dict | None:
@@ -152,7 +177,7 @@ def run_comparison(
     store: Store,
     engine: Engine,
     progress: ProgressFn | None = None,
-    train_now: Callable[[CompareConfig], str] | None = None,
+    train_now: TrainFn | None = None,
 ) -> Comparison:
     from tunesmith.data.readers import read
     from tunesmith.data.render import tool_call_text
@@ -188,6 +213,20 @@ def run_comparison(
             on_done=lambda done, total, n=row: report(n, done, total), tools=prompts.tools,
         )  # fmt: skip
     scores = {n: score_all(metric, m.outputs, references) for n, m in measured.items()}
+    curve = None
+    if config.learning_curve:
+        full = next(iter(tuned)) if config.fine_tuned else list(tuned)[-1]
+        answer = lambda spec, stage: score_all(  # noqa: E731
+            metric,
+            answer_all(
+                engine, spec, prompts.by_strategy[st.TUNED], params,
+                on_done=lambda done, total: report(stage, done, total), tools=prompts.tools,
+            ).outputs,
+            references,
+        )  # fmt: skip
+        curve = _learning_curve(
+            config, store, train, tuned[full], scores[full], answer, train_now, report
+        )
     probes = _probe(engine, {"base": base, **tuned}, report) if config.probes else None
 
     prices = load_prices(config.prices) if config.prices else None
@@ -225,7 +264,61 @@ def run_comparison(
         probes=probes,
         recommendation=decision.to_dict(),
         samples=_samples(tests, references, measured, scores, best.name),
+        learning_curve=curve,
     )
+
+
+def _learning_curve(
+    config: CompareConfig,
+    store: Store,
+    train: list,
+    full: ModelSpec,
+    full_score: MetricResult,
+    answer: Callable[[ModelSpec, str], MetricResult],
+    train_now: TrainFn | None,
+    report: ProgressFn,
+) -> dict:
+    """Train on nested subsets with the full model's settings, score each like the full model;
+    the full model is the curve's last point (reused, not trained again)."""
+    from tunesmith.evals import curve as cv
+
+    if train_now is None:
+        raise TunesmithError("--learning-curve is not available here.", param="learning_curve")
+    settings = _settings_of(store, full, config)
+    order = cv.nested_order(len(train), config.seed)
+    points = []
+    with tempfile.TemporaryDirectory(dir=store.settings.root, prefix=".curve-") as folder:
+        for size in cv.subset_sizes(len(train)):
+            report(f"curve: training on {size}", 0, 1)
+            path = cv.write_subset(train, order, size, Path(folder))
+            name = train_now(settings.model_copy(update={"data": path, "suffix": f"curve{size}"}))
+            spec = store.models.resolve(name)
+            score = answer(spec, f"curve: {size} examples")
+            points.append(cv.Point(size, spec.name, score.to_dict(), _training(store, spec)))
+    training = _training(store, full)
+    points.append(
+        cv.Point(
+            len(train), full.name, full_score.to_dict(), training, given=bool(config.fine_tuned)
+        )
+    )
+    prices = load_prices(config.prices) if config.prices else None
+    for point in points:
+        if point.training is not None:
+            point.training["cost"] = _training_cost(point.training, prices)
+    return cv.curve_dict(points, n_test=full_score.n, seed=config.seed)
+
+
+def _settings_of(store: Store, full: ModelSpec, config: CompareConfig) -> SFTConfig:
+    """The settings the full model was trained with, when it was trained in this store by SFT
+    (so the subsets differ from it only in their data); else --train-now's defaults."""
+    from tunesmith.train.config import parse_config
+
+    training = _training(store, full)
+    if training is not None:
+        settings = parse_config(store.jobs.get(training["job"]).config)
+        if settings.method == "sft":
+            return settings.model_copy(update={"validation": None, "mapping": None})
+    return full_training(config)
 
 
 def _result(

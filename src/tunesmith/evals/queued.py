@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 from tunesmith.errors import TunesmithError
 
 if TYPE_CHECKING:
-    from tunesmith.evals.compare import CompareConfig
     from tunesmith.store import Store
     from tunesmith.store.lifecycle import Runner
     from tunesmith.store.tasks import TaskRow
+    from tunesmith.train.config import SFTConfig
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +26,13 @@ class Stopped(Exception):
 
 
 def _train_now(store: Store, runner: Runner, stop: Callable[[], str | None]):
-    """--train-now inside a worker: a regular fine-tuning job, claimed and trained right here."""
+    """--train-now and the curve's subsets inside a worker: regular fine-tuning jobs, claimed and
+    trained right here."""
 
-    def train(config: CompareConfig) -> str:
+    def train(cfg: SFTConfig) -> str:
         from tunesmith.jobs.service import run_claimed, submit_here
         from tunesmith.models import threads
-        from tunesmith.train.config import SFTConfig
 
-        cfg = SFTConfig(data=config.train, model=config.model, seed=config.seed)
         job = submit_here(store, cfg, runner).job
         job = threads.call(lambda: run_claimed(store, job.id, runner, stop_requested=stop))
         if job.status != "succeeded":

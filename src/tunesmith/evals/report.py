@@ -127,6 +127,60 @@ def _latency(data: dict) -> str:
     return _svg(fig)
 
 
+def _learning_curve(data: dict) -> str:
+    """Quality against training examples (log2 axis: one step a doubling), each point with its
+    interval, and the prompting strategies as horizontal bands (their mean and interval)."""
+    curve = data.get("learning_curve")
+    if not curve:
+        return ""
+    fig, ax = _figure()
+    for s in data["strategies"]:
+        if is_tuned(s["name"]):
+            continue
+        low, high = s["metric"]["ci"]
+        ax.axhspan(low, high, color=color(s["name"]), alpha=0.15)
+        ax.axhline(s["metric"]["mean"], color=color(s["name"]), lw=1.2, label=s["name"])
+    points = curve["points"]
+    x = [p["examples"] for p in points]
+    means = [p["metric"]["mean"] for p in points]
+    errors = [
+        [m - p["metric"]["ci"][0] for m, p in zip(means, points, strict=True)],
+        [p["metric"]["ci"][1] - m for m, p in zip(means, points, strict=True)],
+    ]
+    ax.errorbar(
+        x, means, yerr=errors, fmt="-o", color=COLORS["fine-tuned"], capsize=4, label="fine-tuned"
+    )
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(x, [str(n) for n in x])
+    ax.set(xlabel="training examples", ylabel=data["metric"], ylim=(-0.02, 1.02))
+    ax.set_title("Learning curve")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _svg(fig)
+
+
+def _seconds(training: dict | None) -> str:
+    return f"{training['seconds']:.0f} s" if training else "—"
+
+
+def _curve_text(data: dict) -> str:
+    curve = data.get("learning_curve")
+    if not curve:
+        return ""
+    rows = "".join(
+        f"<tr><td>{p['examples']}</td><td>{p['metric']['mean']:.0%} "
+        f"[{p['metric']['ci'][0]:.0%}, {p['metric']['ci'][1]:.0%}]</td>"
+        f"<td>{_seconds(p['training'])}</td>"
+        f"<td>{html.escape(p['model'])}{' (given)' if p['given'] else ''}</td></tr>"
+        for p in curve["points"]
+    )
+    return (
+        f"<h2>How much data?</h2><p class=verdict>{html.escape(curve['verdict'])}</p>"
+        "<table><tr><th>examples</th><th>quality [95% CI]</th><th>training</th><th>model</th></tr>"
+        f"{rows}</table><div class=plots><div>{_learning_curve(data)}</div></div>"
+    )
+
+
 def _table(data: dict) -> str:
     """Every row, best first, with the metric's other figures when it has some."""
     unit = data["unit"]
@@ -238,6 +292,7 @@ def render_html(data: dict) -> str:
 <p class=verdict>{html.escape(rec["headline"])}</p><ul>{answers}</ul>
 {_table(data)}{_extras(data)}
 <div class=plots><div>{_quality_vs_tokens(data)}</div><div>{_quality_bars(data)}</div><div>{_latency(data)}</div></div>
+{_curve_text(data)}
 <h2>Side by side</h2>{_samples(data)}
 <p style="color:#64748b;font-size:12px">Made by tunesmith. Rules behind the verdict: see the README, "Should I fine-tune?".</p>
 </body></html>"""

@@ -27,6 +27,11 @@ class ComparisonCreate(OpenAIRequest):
     limit: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
     probes: bool = True
+    learning_curve: bool = Field(
+        default=False,
+        description="Also train on nested 12.5%, 25% and 50% subsets of the training file and "
+        "say whether more data would help (trains the full model too unless one is given).",
+    )
     seed: int = Field(default=0, ge=0)
 
     def fine_tuned(self) -> list[str]:

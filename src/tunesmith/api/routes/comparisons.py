@@ -36,9 +36,9 @@ def create_comparison(body: ComparisonCreate, store: StoreDep) -> dict:
             param="fine_tuned_models",
         )
     fine_tuned = body.fine_tuned()
-    if not body.train_now and not fine_tuned:
+    if not body.train_now and not body.learning_curve and not fine_tuned:
         raise TunesmithError(
-            "Give fine_tuned_model (or fine_tuned_models), or train_now: true.",
+            "Give fine_tuned_model (or fine_tuned_models), train_now: true or learning_curve: true.",
             param="fine_tuned_model",
         )
     store.models.resolve(body.model)
@@ -56,6 +56,7 @@ def create_comparison(body: ComparisonCreate, store: StoreDep) -> dict:
         "limit": body.limit,
         "max_tokens": body.max_tokens,
         "probes": body.probes,
+        "learning_curve": body.learning_curve,
         "seed": body.seed,
     }
     from tunesmith.evals.compare import CompareConfig

@@ -5,7 +5,15 @@ import { api, listAll, upload } from "../api.js";
 import { badge, errorBox, every, field, fill, fmtTime, h, saveText, toast } from "../ui.js";
 
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
-const METRICS = ["auto", "exact", "json-fields", "set-f1", "rouge-l", "label-accuracy"];
+const METRICS = [
+  "auto",
+  "exact",
+  "json-fields",
+  "set-f1",
+  "rouge-l",
+  "label-accuracy",
+  "tool-calls",
+];
 
 export async function render(root, { args, query, signal }) {
   if (args[0]) return detail(root, args[0], signal);
@@ -54,7 +62,14 @@ async function start(root, query, signal) {
   );
   if (wantedTuned && !tuned.some((m) => m.id === wantedTuned))
     fineTuned.append(option(wantedTuned, true));
+  // More models to rank against the first: SFT and DPO, or two checkpoints of one job.
+  const alsoRank = h(
+    "select",
+    { name: "also_rank", multiple: true, size: Math.min(4, Math.max(2, tuned.length)) },
+    tuned.map((m) => option(m.id, false)),
+  );
   const trainNow = h("input", { type: "checkbox", name: "train_now" });
+  const curve = h("input", { type: "checkbox", name: "learning_curve" });
   const shots = numberInput("shots", 3);
   const metric = h(
     "select",
@@ -82,12 +97,17 @@ async function start(root, query, signal) {
           test_file: test.select.value,
           model: model.value,
           train_now: trainNow.checked,
+          learning_curve: curve.checked,
           shots: Number(shots.value),
           metric: metric.value,
           probes: probes.checked,
           seed: Number(seed.value),
         };
-        if (fineTuned.value) json.fine_tuned_model = fineTuned.value;
+        const chosen = [
+          ...new Set([fineTuned.value, ...[...alsoRank.selectedOptions].map((o) => o.value)]),
+        ].filter(Boolean);
+        if (chosen.length > 1) json.fine_tuned_models = chosen;
+        else if (chosen.length) json.fine_tuned_model = chosen[0];
         if (limit.value) json.limit = Number(limit.value);
         if (maxTokens.value) json.max_tokens = Number(maxTokens.value);
         submit.disabled = true;
@@ -118,11 +138,26 @@ async function start(root, query, signal) {
         fineTuned,
         "A model trained on this task, or none with “Train one now”.",
       ),
+      field(
+        "Also rank",
+        alsoRank,
+        "More fine-tuned models or checkpoints, ranked with the first (Ctrl- or Cmd-click).",
+      ),
     ),
     h(
       "div",
       { class: "field check" },
       h("label", {}, trainNow, " Train one now on the training file"),
+    ),
+    h(
+      "div",
+      { class: "field check" },
+      h(
+        "label",
+        {},
+        curve,
+        " Learning curve: also train on 12.5%, 25% and 50% of the training file (does more data help?)",
+      ),
     ),
     h(
       "details",
@@ -157,6 +192,12 @@ async function start(root, query, signal) {
       pastTable(past),
     ),
   );
+}
+
+/** The fine-tuned models of a comparison's config: one name, or several ranked. */
+function modelsOf(config) {
+  const names = [config.fine_tuned ?? []].flat();
+  return [...names, ...(config.train_now ? ["one trained now"] : [])].join(", ");
 }
 
 function option(value, selected) {
@@ -244,7 +285,7 @@ function pastTable(rows) {
               { class: "models" },
               h("code", {}, c.config.model),
               " vs ",
-              h("code", {}, c.config.fine_tuned || "trained now"),
+              h("code", {}, modelsOf(c.config) || "trained now"),
             ),
             h("td", {}, badge(c.status)),
             h("td", {}, c.recommendation?.headline || "—"),
@@ -324,7 +365,7 @@ function header(row, { onCancel }) {
       { class: "muted" },
       h("code", {}, c.model),
       " vs ",
-      h("code", {}, c.fine_tuned || "a model trained now"),
+      h("code", {}, modelsOf(c) || "a model trained now"),
       ` · ${c.shots} shots · metric ${c.metric}`,
       c.limit ? ` · first ${c.limit} examples` : "",
       ` · started ${fmtTime(row.created_at)}`,
