@@ -46,6 +46,8 @@ def test_compare_on_the_demo_task(orders, tmp_path):
     assert data["training"]["trained_tokens"] > 0 and data["training"]["seconds"] > 0
     assert data["probes"]["base"]["mean"] >= 0 and len(data["probes"]["base"]["outputs"]) >= 50
     assert "<svg" in (out / "report.html").read_text()
+    assert "Before you fine-tune: the questions" in done.stdout
+    assert data["questions"]["evidence"].startswith("12 test examples")
     assert (
         data["recommendation"]["headline"] in done.stdout.replace("\n", " ")
         or data["recommendation"]["verdict"] in done.stdout

@@ -116,5 +116,8 @@ def test_a_comparison_with_a_learning_curve_trains_nested_subsets_alike(
     assert curve["slope"]["from_examples"] == 20 and curve["verdict"]
     assert not list(store.settings.root.glob(".curve-*"))  # the subset files are cleaned up
 
+    assert result.n_train == 40 and "40 training examples" in result.questions["costs"]
+    assert result.questions["evidence"].startswith("5 test examples")
     page = write_report(result, tmp_path / "report")["html"].read_text()
     assert "How much data?" in page and page.count("<svg") == 4
+    assert "Before you fine-tune: the questions" in page

@@ -90,6 +90,10 @@ def print_comparison(data: dict, paths: dict | None = None) -> None:
     out.print(Text(f"\n{rec['headline']}", style="bold"))
     for key, answer in rec["answers"].items():
         out.print(Text.assemble((f"  {key}:", "bold"), f" {answer}"))
+    if data.get("questions"):
+        out.print(Text("\nBefore you fine-tune: the questions", style="bold"))
+        for key, answer in data["questions"].items():
+            out.print(Text.assemble((f"  {key}:", "bold"), f" {answer}"))
     for kind, path in (paths or {}).items():
         out.print(f"  {kind}: {path}")
 

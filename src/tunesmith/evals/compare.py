@@ -22,6 +22,7 @@ from tunesmith.evals import strategies as st
 from tunesmith.evals.decide import Row, load_prices, recommend
 from tunesmith.evals.measure import Measured, answer_all
 from tunesmith.evals.metrics import MetricName
+from tunesmith.evals.questions import answer_questions
 from tunesmith.models.catalog import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -113,6 +114,8 @@ class Comparison:
     recommendation: dict
     samples: dict
     learning_curve: dict | None = None  # `curve.curve_dict`: points, last doubling, verdict
+    n_train: int = 0  # training examples (the demonstrations' pool, and what was trained on)
+    questions: dict[str, str] = field(default_factory=dict)  # `questions.answer_questions`
     created: int = field(default_factory=lambda: int(time.time()))
 
     def to_dict(self) -> dict:
@@ -254,7 +257,7 @@ def run_comparison(
         )
     decision = recommend(rows, unit=unit)
     best = next(r for r in results if r.name == decision.fine_tuned)
-    return Comparison(
+    comparison = Comparison(
         config=config.model_dump(mode="json"),
         metric=metric,
         n=len(tests),
@@ -265,7 +268,10 @@ def run_comparison(
         recommendation=decision.to_dict(),
         samples=_samples(tests, references, measured, scores, best.name),
         learning_curve=curve,
+        n_train=len(train),
     )
+    comparison.questions = answer_questions(comparison.to_dict(), len(train))
+    return comparison
 
 
 def _learning_curve(

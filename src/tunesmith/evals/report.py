@@ -278,7 +278,19 @@ STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:11
 h1{font-size:1.5em}.verdict{font-size:1.25em;padding:.8em 1em;border-radius:8px;background:#fff7ed;border:1px solid #fdba74}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #cbd5e1;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f1f5f9}.plots{display:flex;flex-wrap:wrap;gap:12px}.plots>div{flex:1 1 330px}svg{max-width:100%;height:auto}
-pre{white-space:pre-wrap;margin:0;font-size:12px;max-width:240px}.score{font-size:11px;color:#64748b}.input{margin-top:1em}"""
+pre{white-space:pre-wrap;margin:0;font-size:12px;max-width:240px}.score{font-size:11px;color:#64748b}.input{margin-top:1em}
+.questions dt{font-weight:600;margin-top:.4em}.questions dd{margin:0 0 0 1em}"""
+
+
+def _questions(data: dict) -> str:
+    """The lesson's questions, each answered with its numbers (`questions.answer_questions`)."""
+    if not data.get("questions"):
+        return ""
+    items = "".join(
+        f"<dt>{html.escape(k.capitalize())}</dt><dd>{html.escape(v)}</dd>"
+        for k, v in data["questions"].items()
+    )
+    return f"<h2>Before you fine-tune: the questions</h2><dl class=questions>{items}</dl>"
 
 
 def render_html(data: dict) -> str:
@@ -290,6 +302,7 @@ def render_html(data: dict) -> str:
 <style>{STYLE}</style></head><body>
 <h1>Should you fine-tune? {data["n"]} held-out examples, metric {html.escape(data["metric"])}</h1>
 <p class=verdict>{html.escape(rec["headline"])}</p><ul>{answers}</ul>
+{_questions(data)}
 {_table(data)}{_extras(data)}
 <div class=plots><div>{_quality_vs_tokens(data)}</div><div>{_quality_bars(data)}</div><div>{_latency(data)}</div></div>
 {_curve_text(data)}
