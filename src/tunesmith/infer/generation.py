@@ -65,6 +65,10 @@ class Generation:
         self.generated: list[int] = []
         self.logprobs: list[TokenLogprob] = []
         self.text = ""
+        # Incremental decoding: `text` is decode(generated[:_read]); only the window from _prefix
+        # is decoded again per token (the whole answer each token was quadratic in its length).
+        self._prefix = 0
+        self._read = 0
         self.sent_chars = 0
         self.sent_tokens = 0
         self.finish_reason: str | None = None
@@ -104,11 +108,13 @@ class Generation:
         self.generated.append(token)
         if logprob is not None:
             self.logprobs.append(logprob)
-        self.text = self.tokenizer.decode(self.generated, skip_special_tokens=True)
+        before = len(self.text)
+        self._decode_new()
         for stop in self.params.stop:
-            cut = self.text.find(stop)
+            cut = self.text.find(stop, max(0, before - len(stop) + 1))  # only what is new can match
             if cut >= 0:
                 self.text = self.text[:cut]
+                self._prefix = self._read = len(self.generated)  # nothing after the stop string
                 self.finish("stop")
                 return
         if self.guide is not None and self.guide.done:
@@ -119,7 +125,21 @@ class Generation:
             return
         self._send()
 
+    def _decode_new(self, final: bool = False) -> None:
+        """Append the text the newest tokens add, decoding a short window rather than the whole
+        answer. The window starts a few tokens back (at the previous step's offset), so a
+        tokenizer that decodes a token differently at the start of a text (SentencePiece's
+        leading space) does so on both sides of the difference. Tokens that end in half a UTF-8
+        character wait for the rest, unless the answer is over."""
+        decode = self.tokenizer.decode
+        known = decode(self.generated[self._prefix : self._read], skip_special_tokens=True)
+        window = decode(self.generated[self._prefix :], skip_special_tokens=True)
+        if final or (len(window) > len(known) and not window.endswith("\ufffd")):
+            self.text += window[len(known) :]
+            self._prefix, self._read = self._read, len(self.generated)
+
     def finish(self, reason: str) -> None:
+        self._decode_new(final=True)  # what waited for the rest of a character
         self.finish_reason = reason
         self._send()
 
