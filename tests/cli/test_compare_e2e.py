@@ -101,3 +101,34 @@ def test_compare_ranks_two_fine_tuned_models(orders, tmp_path):
     assert rows["fine-tuned #2"]["training"]["trained_tokens"] > 0
     printed = done.stdout.replace("\n", " ")
     assert "fine-tuned #2" in printed and "ranking:" in printed
+
+
+def test_a_learning_curve_on_the_built_in_model(orders, tmp_path):
+    """Kept small: 20 examples trained in 2 steps, the curve's 10-example subset in 1 step with
+    the same settings, 4 held-out examples."""
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join((orders / "train.jsonl").read_text().splitlines(keepends=True)[:20]))
+    trained = run(
+        "train", "--data", str(train), "--epochs", "1", "--batch-size", "10", "--suffix", "lc"
+    )
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    store = open_store()
+    tuned = store.jobs.list().data[0].fine_tuned_model
+
+    out = tmp_path / "report"
+    done = run(
+        "compare", "--train", str(train), "--test", str(orders / "test.jsonl"),
+        "--fine-tuned", tuned, "--learning-curve", "--limit", "4", "--shots", "1",
+        "--no-probes", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    curve = json.loads((out / "report.json").read_text())["learning_curve"]
+    assert [p["examples"] for p in curve["points"]] == [10, 20]
+    assert curve["points"][1]["model"] == tuned and curve["points"][1]["given"]
+    subset_job = store.jobs.list().data[0]
+    assert subset_job.fine_tuned_model == curve["points"][0]["model"]
+    assert subset_job.config["epochs"] == 1 and subset_job.config["batch_size"] == 10
+    assert (
+        curve["verdict"] in done.stdout.replace("\n", " ") or "Would more data help?" in done.stdout
+    )
+    assert "Learning curve" in (out / "report.html").read_text()
