@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tunesmith.evals.report import learning_curve_svg
+
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
 CLI = str(Path(sys.executable).parent / "tunesmith")
@@ -132,6 +134,25 @@ def run_task(name: str, work: Path, reports: Path, seed: int) -> dict:
     return data
 
 
+def verdict_check(data: dict) -> tuple[bool, str]:
+    """Does the verdict match the measured ranking? F is the best fine-tuned row, P the best
+    prompting one; "separated" means their 95% intervals do not overlap."""
+    rec = data["recommendation"]
+    rows = {s["name"]: s["metric"] for s in data["strategies"]}
+    f, p = rec["fine_tuned"], rec["compared_with"]
+    f_first = rec["ranking"].index(f) < rec["ranking"].index(p)
+    separated = rows[f]["ci"][0] > rows[p]["ci"][1] or rows[p]["ci"][0] > rows[f]["ci"][1]
+    if rec["verdict"] == "fine-tune":
+        ok = f_first and separated
+    elif rec["verdict"] == "do not fine-tune":
+        ok = not f_first or not separated
+    else:
+        ok = not separated
+    order = " > ".join(rec["ranking"])
+    words = "apart" if separated else "overlapping"
+    return ok, f"ranking {order}; {f} vs {p}: intervals {words}"
+
+
 def summary(results: list[dict]) -> str:
     lines = [
         "# compare on real public tasks",
@@ -159,12 +180,20 @@ def summary(results: list[dict]) -> str:
                 f"| {s['name']} | {m['mean']:.0%} [{m['ci'][0]:.0%}, {m['ci'][1]:.0%}] | "
                 f"{m['exact_mean']:.0%} | {s['prompt_tokens']:.0f} | {s['latency_p50']:.2f} |"
             )
-        lines += ["", f"**Verdict:** {data['recommendation']['headline']}", ""]
+        ok, how = verdict_check(data)
+        lines += [
+            "",
+            f"**Verdict:** {data['recommendation']['headline']}",
+            "",
+            f"Check against the measured ranking: {'matches' if ok else 'DOES NOT MATCH'} ({how}).",
+            "",
+        ]
         if curve := data.get("learning_curve"):
             points = ", ".join(
                 f"{p['examples']}: {p['metric']['mean']:.0%}" for p in curve["points"]
             )
             lines += [f"**Learning curve** ({points}): {curve['verdict']}", ""]
+            lines += [f"![Learning curve, {b['title']}](real-tasks/{b['task']}-curve.svg)", ""]
         for key, answer in data.get("questions", {}).items():
             lines.append(f"- *{key}*: {answer}")
         lines.append("")
@@ -185,6 +214,10 @@ def main() -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {name} …", flush=True)
         results.append(run_task(name, work, reports, args.seed))
         args.out.write_text(summary(results))  # each task as it ends: a long run keeps its part
+        if results[-1].get("learning_curve"):
+            figures = args.out.parent / "real-tasks"
+            figures.mkdir(exist_ok=True)
+            (figures / f"{name}-curve.svg").write_text(learning_curve_svg(results[-1]))
         print(f"[{time.strftime('%H:%M:%S')}] {name}: {results[-1]['recommendation']['headline']}")
     print(f"wrote {args.out}; reports under {reports}")
 

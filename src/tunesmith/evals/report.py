@@ -127,7 +127,7 @@ def _latency(data: dict) -> str:
     return _svg(fig)
 
 
-def _learning_curve(data: dict) -> str:
+def learning_curve_svg(data: dict) -> str:
     """Quality against training examples (log2 axis: one step a doubling), each point with its
     interval, and the prompting strategies as horizontal bands (their mean and interval)."""
     curve = data.get("learning_curve")
@@ -177,7 +177,7 @@ def _curve_text(data: dict) -> str:
     return (
         f"<h2>How much data?</h2><p class=verdict>{html.escape(curve['verdict'])}</p>"
         "<table><tr><th>examples</th><th>quality [95% CI]</th><th>training</th><th>model</th></tr>"
-        f"{rows}</table><div class=plots><div>{_learning_curve(data)}</div></div>"
+        f"{rows}</table><div class=plots><div>{learning_curve_svg(data)}</div></div>"
     )
 
 
