@@ -111,8 +111,9 @@ def cli(*args: str, env: dict) -> subprocess.CompletedProcess:
     return done
 
 
-def run_task(name: str, work: Path, reports: Path, seed: int) -> dict:
+def run_task(name: str, work: Path, reports: Path, seed: int, scale: float = 1.0) -> dict:
     make, n_train, n_test, train_flags, compare_flags, title = TASKS[name]
+    n_train, n_test = round(n_train * scale), round(n_test * scale)
     rows = make()
     random.Random(seed).shuffle(rows)
     train = write_jsonl(rows[:n_train], work / f"{name}-train.jsonl")
@@ -206,13 +207,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "real-tasks.md")
     parser.add_argument("--reports", type=Path, default=None, help="Where report folders go.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="Multiply every task's train and test sizes."
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tunesmith-real-"))
     reports = args.reports or work / "reports"
     results = []
     for name in args.task or list(TASKS):
         print(f"[{time.strftime('%H:%M:%S')}] {name} …", flush=True)
-        results.append(run_task(name, work, reports, args.seed))
+        results.append(run_task(name, work, reports, args.seed, args.scale))
         args.out.write_text(summary(results))  # each task as it ends: a long run keeps its part
         if results[-1].get("learning_curve"):
             figures = args.out.parent / "real-tasks"
