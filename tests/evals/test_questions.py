@@ -45,8 +45,12 @@ def comparison(n: int, probes: bool = True) -> dict:
 def test_each_answer_carries_its_numbers():
     answers = answer_questions(comparison(200), n_train=300)
     assert set(answers) == {"use case", "alternatives", "costs", "benefits", "reuse"}
-    assert "200 held-out examples" in answers["use case"] and "JSON fields" in answers["use case"]
-    assert "few-shot (3 examples in the prompt) 50%" in answers["alternatives"]
+    assert (
+        "200 held-out examples" in answers["use case"]
+        and "JSON fields right (metric json-fields)" in answers["use case"]
+    )
+    assert "few-shot (3 fixed examples in the prompt) 50%" in answers["alternatives"]
+    assert "rag (3 nearest examples retrieved) 0%" in answers["alternatives"]
     assert "best prompting strategy is few-shot" in answers["alternatives"]
     assert "300 training examples" in answers["costs"] and "61 s" in answers["costs"]
     assert "12,345 tokens" in answers["costs"] and "fine-tuned 40, few-shot 400" in answers["costs"]

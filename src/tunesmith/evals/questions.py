@@ -19,6 +19,11 @@ METRIC_WORDS = {
     "label-accuracy": "label accuracy",
     "tool-calls": "the right function called with the right arguments",
 }
+# What each prompting strategy puts in the prompt, for the alternatives answer.
+SHOWN = {
+    "few-shot": " ({} fixed examples in the prompt)",
+    "rag": " ({} nearest examples retrieved)",
+}
 # Below these, the report warns that the evidence is thin.
 THIN_TEST = 100
 THIN_TRAIN = 50
@@ -49,13 +54,12 @@ def answer_questions(data: dict, n_train: int) -> dict[str, str]:
     shots = data["config"].get("shots", 0)
     answers = {
         "use case": (
-            f"{data['n']} held-out examples scored by {data['metric']}: "
-            f"{METRIC_WORDS.get(data['metric'], data['metric'])}."
+            f"{data['n']} held-out examples scored by "
+            f"{METRIC_WORDS.get(data['metric'], data['metric'])} (metric {data['metric']})."
         ),
         "alternatives": "Tried: "
         + ", ".join(
-            f"{s['name']}{f' ({shots} examples in the prompt)' if s['name'] != 'zero-shot' else ''}"
-            f" {_ci(s['metric'])}"
+            f"{s['name']}{SHOWN.get(s['name'], '').format(shots)} {_ci(s['metric'])}"
             for s in prompting
         )
         + f". The best prompting strategy is {best['name']}.",
