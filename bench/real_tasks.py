@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tunesmith.evals.questions import paired_gain
 from tunesmith.evals.report import learning_curve_svg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,21 +138,21 @@ def run_task(name: str, work: Path, reports: Path, seed: int, scale: float = 1.0
 
 def verdict_check(data: dict) -> tuple[bool, str]:
     """Does the verdict match the measured ranking? F is the best fine-tuned row, P the best
-    prompting one; "separated" means their 95% intervals do not overlap."""
+    prompting one; their gain is paired on the same held-out examples (README's rules)."""
     rec = data["recommendation"]
     rows = {s["name"]: s["metric"] for s in data["strategies"]}
     f, p = rec["fine_tuned"], rec["compared_with"]
     f_first = rec["ranking"].index(f) < rec["ranking"].index(p)
-    separated = rows[f]["ci"][0] > rows[p]["ci"][1] or rows[p]["ci"][0] > rows[f]["ci"][1]
+    gain, low, high = paired_gain(rows[f], rows[p])
     if rec["verdict"] == "fine-tune":
-        ok = f_first and separated
+        ok = f_first and low > 0
     elif rec["verdict"] == "do not fine-tune":
-        ok = not f_first or not separated
+        ok = not f_first or low <= 0
     else:
-        ok = not separated
+        ok = low <= 0 < high
     order = " > ".join(rec["ranking"])
-    words = "apart" if separated else "overlapping"
-    return ok, f"ranking {order}; {f} vs {p}: intervals {words}"
+    paired = f"{gain * 100:+.0f} points [{low * 100:+.0f}, {high * 100:+.0f}]"
+    return ok, f"ranking {order}; {f} vs {p}, paired: {paired}"
 
 
 def summary(results: list[dict]) -> str:

@@ -118,3 +118,38 @@ def test_with_several_models_prompting_can_still_win():
     assert (rec.verdict, rec.model, rec.ranking[0]) == ("do not fine-tune", "base", "few-shot")
     assert rec.headline.startswith("do not fine-tune: few-shot scores 40 points higher")
     assert "ft:b:o:dpo:2 beats ft:b:o:sft:1 by +10 points" in rec.headline
+
+
+def paired(name: str, scores: list[float], tokens: float, cost: float) -> Row:
+    mean = sum(scores) / len(scores)
+    return Row(name, mean, max(0.0, mean - 0.2), min(1.0, mean + 0.2), tokens, cost, scores=scores)
+
+
+def test_a_paired_loss_is_a_loss_even_when_the_marginal_intervals_overlap():
+    """The drone task's shape: prompting right on 6 of 20, fine-tuning on 1 of them; marginal
+    intervals [10%, 50%] and [0%, 15%] overlap, but fine-tuning is never ahead on an example."""
+    rag = [1.0] * 6 + [0.0] * 14
+    tuned = [1.0] + [0.0] * 19
+    rec = recommend(
+        [paired("zero-shot", [0.0] * 20, 1600, 0.3), paired("rag", rag, 1650, 0.3),
+         paired("fine-tuned", tuned, 1600, 0.2)],
+        training_cost=10.0,
+    )  # fmt: skip
+    assert rec.verdict == "do not fine-tune" and "rag scores 25 points higher" in rec.headline
+
+
+def test_a_paired_gain_is_a_gain_even_when_the_marginal_intervals_overlap():
+    """Same examples, fine-tuning right wherever prompting is and on 5 more of 40."""
+    few = [1.0] * 20 + [0.0] * 20
+    tuned = [1.0] * 25 + [0.0] * 15
+    rec = recommend(
+        [paired("few-shot", few, 300, 0.5), paired("fine-tuned", tuned, 80, 0.2)], training_cost=1.0
+    )
+    assert rec.verdict == "fine-tune" and rec.headline.startswith("fine-tune: +12 points")
+
+
+def test_a_paired_interval_across_zero_is_no_evidence_either_way():
+    few = [1.0, 0.0] * 10
+    tuned = [0.0, 1.0] * 10
+    rec = recommend([paired("few-shot", few, 300, 0.5), paired("fine-tuned", tuned, 80, 0.2)], 1.0)
+    assert rec.verdict == "either"

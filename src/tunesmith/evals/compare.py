@@ -253,6 +253,7 @@ def run_comparison(
                 model=spec.name,
                 training_cost=training["cost"] if training else None,
                 forgetting=lost,
+                scores=scores[row].scores,
             )
         )
     decision = recommend(rows, unit=unit)

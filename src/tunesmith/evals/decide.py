@@ -3,13 +3,18 @@
 The rules (also in the README):
 1. Every row (each prompting strategy, each fine-tuned model) is ranked by quality, a tie going
    to fewer prompt tokens, then to the order measured. F is the top-ranked fine-tuned model and P
-   the top-ranked prompting strategy. Quality is compared by 95% bootstrap intervals.
-2. F's interval entirely above P's: fine-tune, with F. Said with the gain in points, the prompt
-   tokens saved, and the number of requests after which training has paid for itself.
-3. P's interval entirely above F's: do not fine-tune; P is better and costs no training.
-4. Overlapping intervals: do not fine-tune when P costs no more per request than F ("within the
-   interval at no training cost"); when F is cheaper per request, either works, and fine-tuning
-   pays back after the break-even number of requests.
+   the top-ranked prompting strategy. F and P are compared by the 95% bootstrap interval of
+   their paired difference, example by example on the same held-out set (when both carry their
+   per-example scores; else by their two intervals, entirely above or below). The burden of proof
+   is on fine-tuning, which costs data, training and a model to keep.
+2. The whole interval of F's gain above zero: fine-tune, with F. Said with the gain in points,
+   the prompt tokens saved, and the requests after which training has paid for itself.
+3. No part of it above zero (F is never ahead): do not fine-tune; P is at least as good and costs
+   no training. (Read by marginal intervals, a 25-point loss on 20 examples "overlapped" and the
+   verdict said either; the drone task in docs/real-tasks.md.)
+4. An interval spanning zero: do not fine-tune when P costs no more per request than F ("within
+   the interval at no training cost"); when F is cheaper per request, either works, and
+   fine-tuning pays back after the break-even number of requests.
 5. If F loses 10 points or more on the general-ability probes, the verdict carries that cost.
 6. With several fine-tuned models the verdict names F and its lead over the runner-up; when their
    intervals overlap it says so (the data do not settle which is better), and says when the
@@ -88,6 +93,7 @@ class Row:
     model: str = ""
     training_cost: float | None = None  # fine-tuned rows: what training cost, when known
     forgetting: float | None = None  # fine-tuned rows: probe points lost against the base
+    scores: list[float] | None = field(default=None, repr=False)  # per held-out example
 
     @property
     def tuned(self) -> bool:
@@ -124,6 +130,18 @@ class Recommendation:
         return asdict(self)
 
 
+def gain_interval(tuned: Row, prompting: Row, seed: int = 0) -> tuple[float, float]:
+    """The 95% interval of F's gain over P: paired on the same examples when both rows carry
+    their scores, else the two marginal intervals' widest difference (older callers)."""
+    if tuned.scores is not None and prompting.scores is not None:
+        from tunesmith.evals.metrics import bootstrap_ci
+
+        diffs = [a - b for a, b in zip(tuned.scores, prompting.scores, strict=True)]
+        return bootstrap_ci(diffs, seed=seed)
+    # Entirely above (or below) exactly when the marginal intervals do not overlap.
+    return tuned.low - prompting.high, tuned.high - prompting.low
+
+
 def _points(x: float) -> str:
     return f"{x * 100:+.0f} points"
 
@@ -154,10 +172,11 @@ def recommend(
         else "never pays back on per-request cost"
     )
     named = f" with {tuned.model}" if tuned.model else ""
-    if tuned.low > best.high:
+    low, high = gain_interval(tuned, best)
+    if low > 0:
         verdict, use = "fine-tune", tuned
         headline = f"fine-tune{named}: {_points(gain)} over {best.name} at {saved:.0%} fewer prompt tokens; {payback}"
-    elif best.low > tuned.high:
+    elif high <= 0 and gain < 0:
         verdict, use = "do not fine-tune", best
         headline = (
             f"do not fine-tune: {best.name} scores {_points(-gain)[1:]} higher, at no training cost"
