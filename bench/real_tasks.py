@@ -29,7 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tunesmith.evals.questions import paired_gain
+from tunesmith.evals.compare import decide
+from tunesmith.evals.questions import answer_questions, paired_gain
 from tunesmith.evals.report import learning_curve_svg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,8 +132,19 @@ def run_task(name: str, work: Path, reports: Path, seed: int, scale: float = 1.0
         "compare", "--train", str(train), "--test", str(test), "--fine-tuned", tuned,
         "--out", str(out), *compare_flags, env=env,
     )  # fmt: skip
-    data = json.loads((out / "report.json").read_text())
-    data["bench"] = {"task": name, "title": title, "wall_seconds": time.monotonic() - started}
+    bench = {"task": name, "title": title, "wall_seconds": time.monotonic() - started}
+    (out / "bench.json").write_text(json.dumps(bench))
+    return load_report(out)
+
+
+def load_report(folder: Path, redecide: bool = False) -> dict:
+    """A task's report.json with its bench facts; `redecide`: the verdict and the lesson's
+    answers derived again from the measured scores by the current rules (no model runs)."""
+    data = json.loads((folder / "report.json").read_text())
+    data["bench"] = json.loads((folder / "bench.json").read_text())
+    if redecide:
+        data["recommendation"] = decide(data["strategies"], data["probes"], data["unit"]).to_dict()
+        data["questions"] = answer_questions(data, data["n_train"])
     return data
 
 
@@ -202,6 +214,16 @@ def summary(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def write_curves(results: list[dict], out: Path) -> None:
+    """Each learning curve as an SVG in real-tasks/ beside the summary (it links them)."""
+    for data in results:
+        if data.get("learning_curve"):
+            figures = out.parent / "real-tasks"
+            figures.mkdir(exist_ok=True)
+            svg = learning_curve_svg(data)
+            (figures / f"{data['bench']['task']}-curve.svg").write_text(svg)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASKS), action="append")
@@ -209,9 +231,22 @@ def main() -> None:
     parser.add_argument("--reports", type=Path, default=None, help="Where report folders go.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--redecide",
+        type=Path,
+        help="Only rewrite the summary from the reports under this folder, each verdict derived "
+        "again by the current rules from its measured scores.",
+    )
+    parser.add_argument(
         "--scale", type=float, default=1.0, help="Multiply every task's train and test sizes."
     )
     args = parser.parse_args()
+    if args.redecide:
+        names = [n for n in args.task or list(TASKS) if (args.redecide / n).is_dir()]
+        results = [load_report(args.redecide / n, redecide=True) for n in names]
+        args.out.write_text(summary(results))
+        write_curves(results, args.out)
+        print(f"wrote {args.out} from {', '.join(names)}")
+        return
     work = Path(tempfile.mkdtemp(prefix="tunesmith-real-"))
     reports = args.reports or work / "reports"
     results = []
@@ -219,10 +254,7 @@ def main() -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {name} …", flush=True)
         results.append(run_task(name, work, reports, args.seed, args.scale))
         args.out.write_text(summary(results))  # each task as it ends: a long run keeps its part
-        if results[-1].get("learning_curve"):
-            figures = args.out.parent / "real-tasks"
-            figures.mkdir(exist_ok=True)
-            (figures / f"{name}-curve.svg").write_text(learning_curve_svg(results[-1]))
+        write_curves(results[-1:], args.out)
         print(f"[{time.strftime('%H:%M:%S')}] {name}: {results[-1]['recommendation']['headline']}")
     print(f"wrote {args.out}; reports under {reports}")
 

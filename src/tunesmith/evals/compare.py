@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tunesmith.errors import TunesmithError
 from tunesmith.evals import strategies as st
-from tunesmith.evals.decide import Row, load_prices, recommend
+from tunesmith.evals.decide import Recommendation, Row, load_prices, recommend
 from tunesmith.evals.measure import Measured, answer_all
 from tunesmith.evals.metrics import MetricName
 from tunesmith.evals.questions import answer_questions
@@ -234,29 +234,14 @@ def run_comparison(
 
     prices = load_prices(config.prices) if config.prices else None
     unit = prices.currency if prices else "machine-seconds"
-    results, rows = [], []
+    results = []
     for row, _, spec in plan:
         training = _training(store, spec) if row in tuned else None
         if training is not None:
             training["cost"] = _training_cost(training, prices)
         per_request = _per_request(measured[row], prices, tuned=row in tuned)
-        result = _result(row, spec, measured[row], scores[row], per_request, training)
-        results.append(result)
-        lost = probes["base"]["mean"] - probes[row]["mean"] if probes and row in tuned else None
-        rows.append(
-            Row(
-                row,
-                scores[row].mean,
-                *scores[row].ci,
-                result.prompt_tokens,
-                per_request,
-                model=spec.name,
-                training_cost=training["cost"] if training else None,
-                forgetting=lost,
-                scores=scores[row].scores,
-            )
-        )
-    decision = recommend(rows, unit=unit)
+        results.append(_result(row, spec, measured[row], scores[row], per_request, training))
+    decision = decide([asdict(r) for r in results], probes, unit)
     best = next(r for r in results if r.name == decision.fine_tuned)
     comparison = Comparison(
         config=config.model_dump(mode="json"),
@@ -273,6 +258,25 @@ def run_comparison(
     )
     comparison.questions = answer_questions(comparison.to_dict(), len(train))
     return comparison
+
+
+def decide(strategies: list[dict], probes: dict | None, unit: str) -> Recommendation:
+    """The recommendation from a comparison's rows as its report holds them (`StrategyResult`
+    as a dict): what the run decides, and what re-deciding a saved report.json by the current
+    rules reads (bench/real_tasks.py --redecide)."""
+    rows = []
+    for s in strategies:
+        m, training = s["metric"], s.get("training")
+        tuned = st.is_tuned(s["name"])
+        lost = probes["base"]["mean"] - probes[s["name"]]["mean"] if probes and tuned else None
+        rows.append(
+            Row(
+                s["name"], m["mean"], *m["ci"], s["prompt_tokens"], s["cost_per_1000"] / 1000,
+                model=s["model"], training_cost=training["cost"] if training else None,
+                forgetting=lost, scores=m["scores"],
+            )
+        )  # fmt: skip
+    return recommend(rows, unit=unit)
 
 
 def _learning_curve(
