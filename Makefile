@@ -25,9 +25,11 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/tunesmith demo
 
-# The browser tests drive Debian's chromium through Playwright (no browser download from a CDN).
+# The browser tests drive Debian's chromium through Playwright (no browser download from a CDN);
+# the store's tests start Debian's PostgreSQL server in a temporary folder (tests/store/conftest.py).
 test: $(VENV)/.installed-dev
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-dev

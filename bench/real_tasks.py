@@ -31,7 +31,7 @@ from pathlib import Path
 
 from tunesmith.evals.compare import decide
 from tunesmith.evals.questions import answer_questions, paired_gain
-from tunesmith.evals.report import learning_curve_svg
+from tunesmith.evals.report import figures_text, learning_curve_svg
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -167,7 +167,7 @@ def verdict_check(data: dict) -> tuple[bool, str]:
     return ok, f"ranking {order}; {f} vs {p}, paired: {paired}"
 
 
-def summary(results: list[dict]) -> str:
+def summary(results: list[dict], redecided: bool = False) -> str:
     lines = [
         "# compare on real public tasks",
         "",
@@ -177,6 +177,12 @@ def summary(results: list[dict]) -> str:
         "wall time on this machine (other work may have shared it). Rerun it to refresh this page.",
         "",
     ]
+    if redecided:
+        lines += [
+            "The verdicts and answers below were derived again from the measured per-example",
+            "scores by the current rules (`--redecide`): the measurements are the run's own.",
+            "",
+        ]
     for data in results:
         b = data["bench"]
         lines += [
@@ -185,14 +191,15 @@ def summary(results: list[dict]) -> str:
             f"{data['n']} held-out examples, {data['n_train']} training examples, metric "
             f"`{data['metric']}`. Whole run: {b['wall_seconds'] / 60:.0f} min.",
             "",
-            "| strategy | quality [95% CI] | exact | prompt tokens | p50 s |",
-            "| --- | --- | --- | --- | --- |",
+            "| strategy | quality [95% CI] | exact | also | prompt tokens | p50 s |",
+            "| --- | --- | --- | --- | --- | --- |",
         ]
         for s in data["strategies"]:
             m = s["metric"]
             lines.append(
                 f"| {s['name']} | {m['mean']:.0%} [{m['ci'][0]:.0%}, {m['ci'][1]:.0%}] | "
-                f"{m['exact_mean']:.0%} | {s['prompt_tokens']:.0f} | {s['latency_p50']:.2f} |"
+                f"{m['exact_mean']:.0%} | {figures_text(m) or '—'} | {s['prompt_tokens']:.0f} | "
+                f"{s['latency_p50']:.2f} |"
             )
         ok, how = verdict_check(data)
         lines += [
@@ -243,7 +250,7 @@ def main() -> None:
     if args.redecide:
         names = [n for n in args.task or list(TASKS) if (args.redecide / n).is_dir()]
         results = [load_report(args.redecide / n, redecide=True) for n in names]
-        args.out.write_text(summary(results))
+        args.out.write_text(summary(results, redecided=True))
         write_curves(results, args.out)
         print(f"wrote {args.out} from {', '.join(names)}")
         return

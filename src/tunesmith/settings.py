@@ -24,6 +24,19 @@ class Settings(BaseSettings):
         "(or test runs) can share one with TUNESMITH_MODELS_CACHE.",
     )
     org: str = Field(default="local", description="Organisation slug in fine-tuned model names.")
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql://USER:PASSWORD@HOST:PORT/DB to keep the store in PostgreSQL "
+        "(psycopg 3), shared by workers on many hosts; they must share the home folder too. "
+        "Unset: SQLite in HOME/tunesmith.db.",
+    )
+    lease_seconds: int = Field(
+        default=60,
+        gt=0,
+        description="How long a job's runner may go without a heartbeat (it beats every quarter "
+        "of this) before another host takes its job as crashed. On its own host a runner is "
+        "dead when its pid is gone, whatever its lease.",
+    )
     fast_decode: bool = Field(
         default=False,
         description="Decode Llama-family models on the slot cache (infer/slots.py; opt-in until "
@@ -85,6 +98,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "TUNESMITH_DATABASE_URL must be a postgresql:// URL; unset it to use SQLite"
+            )
+        return value or None
 
     @cached_property
     def root(self) -> Path:

@@ -21,6 +21,7 @@ from tunesmith.store.states import (
     TASK_STATUSES,
 )
 
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL (conftest.py)
 METHOD = {"type": "supervised", "supervised": {"hyperparameters": {}}}
 A, B = Runner(101, "host-a"), Runner(202, "host-a")
 

@@ -1,4 +1,7 @@
-"""The store: migrations, files by id, jobs and their lifecycle, events, checkpoints, the registry."""
+"""The store: migrations, files by id, jobs and their lifecycle, events, checkpoints, the registry.
+
+Every test runs on SQLite and on PostgreSQL (the `backend` fixture, tests/store/conftest.py),
+except those about SQLite's own file and locks."""
 
 from __future__ import annotations
 
@@ -18,6 +21,10 @@ from tunesmith.store import Store, open_store
 from tunesmith.store import migrations as migrations_module
 from tunesmith.store.lifecycle import Runner
 from tunesmith.store.migrations import MIGRATIONS, migrate
+
+pytestmark = pytest.mark.usefixtures("backend")
+# A test about SQLite itself (its file, its locks) runs on that backend alone.
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 METHOD = {
     "type": "supervised",
@@ -59,13 +66,13 @@ def applied(store: Store) -> list[tuple[int, int]]:
 # --- migrations -----------------------------------------------------------------------------------
 
 
-def test_migrations_are_recorded_once_and_reopening_applies_nothing(tunesmith_home):
+def test_migrations_are_recorded_once_and_reopening_applies_nothing(tunesmith_home, backend):
     first = open_store()
     job = new_job(first)
     before = applied(first)
     first.close()
     assert [v for v, _ in before] == list(range(1, len(MIGRATIONS) + 1))
-    assert first.path == tunesmith_home / "tunesmith.db"
+    assert first.path == (tunesmith_home / "tunesmith.db" if backend == "sqlite" else None)
 
     second = open_store()  # would fail with "table files already exists" if re-applied
     assert applied(second) == before
@@ -91,7 +98,8 @@ def test_a_new_migration_is_applied_to_an_old_store_alone(monkeypatch):
     third.close()
 
 
-def test_a_store_migrated_by_another_process_meanwhile_is_not_migrated_again(tmp_path):
+@sqlite_only
+def test_a_store_migrated_by_another_process_meanwhile_is_not_migrated_again(tmp_path, backend):
     """Two processes opening a fresh home at once (a worker and `tunesmith train`): the second one
     must see, under its write lock, that the first already applied a migration.
 
@@ -120,7 +128,8 @@ def test_a_store_migrated_by_another_process_meanwhile_is_not_migrated_again(tmp
         b.close()
 
 
-def test_fresh_store_opened_by_several_connections_at_once(tmp_path):
+@sqlite_only
+def test_fresh_store_opened_by_several_connections_at_once(tmp_path, backend):
     """The same race unforced: six connections open one fresh home at the same moment, ten
     times over. Besides the migration race, `PRAGMA journal_mode=WAL` on a fresh file can
     answer "database is locked" at once (SQLite skips the busy handler there)."""
@@ -542,3 +551,34 @@ def test_registry_resolve_of_unknown_name_lists_known_names(store, tmp_path):
     assert caught.value.code == "model_not_found"
     assert "smollm2-135m-instruct" in str(caught.value)
     assert name in str(caught.value)
+
+
+# --- deployments and tasks ------------------------------------------------------------------------
+
+
+def test_a_deployment_is_created_replaced_and_keeps_its_model_registered(store, tmp_path):
+    name = "ft:smollm2-135m-instruct:local:orders:AbCd1234"
+    store.models.register(spec(name, tmp_path / "adapter"), job_id=None)
+    sku = {"name": "standard", "capacity": 1}
+    first, new = store.deployments.put("orders", name, sku, {"model": {"name": name}})
+    assert (first.model, new) == (name, True)
+    again, new = store.deployments.put("orders", name, {**sku, "capacity": 2}, {})
+    assert (again.sku["capacity"], again.created_at, new) == (2, first.created_at, False)
+    assert store.deployments.using(name) == ["orders"]
+    with pytest.raises(TunesmithError) as caught:
+        store.models.delete(name)
+    assert caught.value.code == "model_in_use"
+    assert store.deployments.delete("orders") is True
+    assert store.models.delete(name) is True
+
+
+def test_an_ended_task_is_deleted_with_its_events(store):
+    task = store.exports.create({"format": "adapter"})
+    store.exports.event(task.id, "half way")
+    with pytest.raises(TunesmithError):
+        store.exports.delete(task.id)  # still queued
+    store.exports.move(task.id, "cancelled")
+    store.exports.delete(task.id)
+    with pytest.raises(NotFoundError):
+        store.exports.get(task.id)
+    assert store.query("SELECT * FROM export_events WHERE export_id = ?", [task.id]) == []

@@ -27,6 +27,10 @@ The data is checked first. The job lands in the store, so `tunesmith jobs` and t
 Ctrl-C stops after the current step and keeps a checkpoint; `--resume JOB` continues from it.
 Settings come from defaults < --config YAML < flags.
 
+--nproc N trains on N processes through torchrun (DDP; gloo on a CPU, nccl on GPUs);
+--accelerate-config zero2|fsdp2|FILE launches FSDP or DeepSpeed through accelerate, on GPUs.
+--print-command shows the launch command without training.
+
 Example: tunesmith train --data train.jsonl --validation valid.jsonl --suffix orders --epochs 2
 """
 
@@ -35,6 +39,7 @@ def train_command(
     config: Path | None = None,
     resume: str | None = None,
     print_config: bool = False,
+    print_command: bool = False,
     strict: bool = False,
     **flags: Any,
 ) -> None:
@@ -48,6 +53,10 @@ def train_command(
         print_notes(notes, console=err)  # stdout stays the YAML alone, to redirect into a file
         out.print(dump_yaml(cfg), end="", markup=False, highlight=False, soft_wrap=True)
         return
+    if print_command:
+        cfg = None if resume else load_config(config, overrides, strict=strict)
+        _print_command(cfg, resume, overrides)
+        return
     if resume:
         from tunesmith.jobs.service import claim_to_resume
 
@@ -59,6 +68,34 @@ def train_command(
     cfg = load_config(config, overrides, strict=strict, notes=notes)
     print_notes(notes)
     follow(submit(store(), cfg, notes).id)
+
+
+def _print_command(cfg: SFTConfig | None, job_id: str | None, overrides: dict) -> None:
+    """The command each machine's ranks run. With `--resume JOB`, that job's own settings, this
+    machine's flags (`--node-rank`, ...) over them: the line another machine of the run runs."""
+    from pydantic import ValidationError
+
+    from tunesmith.cli.store import store
+    from tunesmith.train.config import config_error, parse_config
+    from tunesmith.train.distributed import is_distributed, launch_command, shown
+
+    if job_id is not None:
+        here = {
+            k: v for k, v in overrides.items() if k in ("node_rank", "master_addr", "master_port")
+        }
+        try:
+            cfg = parse_config({**store().jobs.get(job_id).config, **here})
+        except ValidationError as exc:
+            raise config_error(exc, f"job {job_id} with this machine's flags") from None
+    assert cfg is not None  # without a job, the flags' config
+    if not is_distributed(cfg):
+        raise TunesmithError(
+            "This run trains in one process: there is no launch command.",
+            "Add --nproc N (or --nnodes, --accelerate-config) to train on many processes.",
+            param="nproc",
+        )
+    command = shown(launch_command(cfg, job_id or "JOB_ID"))
+    out.print(command, markup=False, highlight=False, soft_wrap=True)
 
 
 def print_notes(notes: list[Note], console: Console = out) -> None:
@@ -178,6 +215,18 @@ def register(app: typer.Typer) -> None:
             inspect.Parameter.KEYWORD_ONLY,
             default=typer.Option(
                 False, "--print-config", help="Print the merged settings as YAML and exit."
+            ),
+            annotation=bool,
+        ),
+        inspect.Parameter(
+            "print_command",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(
+                False,
+                "--print-command",
+                help="Print the torchrun (or accelerate) command a run of many processes "
+                "launches, and exit. With --resume JOB --node-rank R: the command machine R of "
+                "that job's run starts its ranks with.",
             ),
             annotation=bool,
         ),

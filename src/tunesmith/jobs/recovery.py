@@ -1,8 +1,10 @@
 """After a crash: jobs and comparisons whose runner died are continued, retried or failed, and
 whatever a dead runner left half-written is removed. `audit` checks that a store is consistent.
 
-A runner is known dead only on its own host (its pid is gone); a runner on another host is left
-alone (a shared store across hosts needs heartbeats, which this module does not claim to have).
+A runner is known dead on its own host when its pid is gone. A pid means nothing on another host
+(a store shared through PostgreSQL), so there a runner is dead only once its lease ran out: its
+heartbeat (store/lifecycle.py) is older than TUNESMITH_LEASE_SECONDS. A runner that is merely
+slow keeps beating from its own thread, so its job is never taken from it.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tunesmith.store.lifecycle import Runner
+from tunesmith.store.lifecycle import Runner, lease_expired
 from tunesmith.store.states import JOB_STATUSES, TASK_STATUSES
 from tunesmith.train import events as ev
 
 if TYPE_CHECKING:
     from tunesmith.store import Store
     from tunesmith.store.jobs import JobRow
-    from tunesmith.store.tasks import Tasks
+    from tunesmith.store.tasks import TaskRow, Tasks
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # a job or comparison that kills its runner this often (out of memory) fails
@@ -41,14 +43,26 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
-def gone(runner: Runner | None) -> bool:
-    """True only for a runner known to have died: on this host, with its pid gone."""
-    return runner is not None and runner.host == socket.gethostname() and not pid_alive(runner.pid)
+def gone(
+    runner: Runner | None, heartbeat_at: int | None = None, lease_seconds: float | None = None
+) -> bool:
+    """True only for a runner known to have died: on this host, with its pid gone; on another
+    host, with its lease (renewed by heartbeats) older than `lease_seconds`."""
+    if runner is None:
+        return False
+    if runner.host == socket.gethostname():
+        return not pid_alive(runner.pid)
+    return lease_seconds is not None and lease_expired(heartbeat_at, lease_seconds)
+
+
+def dead(store: Store, row: JobRow | TaskRow) -> bool:
+    """Whether the runner holding a job or task is known to be gone (see `gone`)."""
+    return gone(row.runner, row.heartbeat_at, store.settings.lease_seconds)
 
 
 def free_if_dead(store: Store, job: JobRow) -> None:
     """Give back the lease of a job whose runner died, continuing or failing it if it was running."""
-    if gone(job.runner):
+    if dead(store, job):
         runner_died(store, job.id, job.runner, "the process running it stopped")
 
 
@@ -86,18 +100,30 @@ def clean_run_folder(store: Store, job: JobRow) -> None:
 
 
 def recover(store: Store) -> list[str]:
-    """At server start: every job and comparison held by a dead runner on this host is handled;
-    returns the jobs still waiting for validation (to check again)."""
-    me = Runner.here()
-    for job in store.jobs.held():
-        if job.runner != me and gone(job.runner):
-            runner_died(store, job.id, job.runner, "the process running this job stopped")
-    for tasks in store.tasks.values():
-        for row in tasks.held():
-            if row.runner != me and gone(row.runner):
-                task_runner_died(tasks, row.id, row.runner)
+    """At server start: every job and task held by a dead runner (`reclaim`) is handled, and
+    half-written uploads are removed; returns the jobs still waiting for validation (to check
+    again)."""
+    reclaim(store)
     _remove_stale_parts(store)
     return [job.id for job in store.jobs.with_status("validating_files")]
+
+
+def reclaim(store: Store) -> int:
+    """Hand every job and task whose runner is dead (a gone pid here, an expired lease on another
+    host) to `runner_died`; returns how many. Cheap enough to call every few seconds, which a
+    server sharing its store with other hosts must do: their crashes have no one else to notice."""
+    me, handled = Runner.here(), 0
+    for job in store.jobs.held():
+        if job.runner != me and dead(store, job):
+            where = "" if job.runner.host == me.host else f" on {job.runner.host}"
+            runner_died(store, job.id, job.runner, f"the process running this job{where} stopped")
+            handled += 1
+    for tasks in store.tasks.values():
+        for row in tasks.held():
+            if row.runner != me and dead(store, row):
+                task_runner_died(tasks, row.id, row.runner)
+                handled += 1
+    return handled
 
 
 def task_runner_died(tasks: Tasks, task_id: str, runner: Runner) -> None:
@@ -164,8 +190,10 @@ def audit(store: Store) -> list[str]:
 
 def _job_problems(store: Store, job: JobRow) -> list[str]:
     problems = []
-    if gone(job.runner):
-        problems.append(f"job {job.id} is {job.status}, held by dead pid {job.worker_pid}")
+    if dead(store, job):
+        problems.append(
+            f"job {job.id} is {job.status}, held by dead pid {job.worker_pid} on {job.runner_host}"
+        )
     if job.status == "succeeded" and store.models.get(job.fine_tuned_model or "") is None:
         problems.append(f"job {job.id} succeeded without a registered model")
     final = store.models.get(job.fine_tuned_model or "")

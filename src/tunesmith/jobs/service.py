@@ -9,8 +9,10 @@ given back whatever the ending.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from tunesmith.store.files import FileRow
     from tunesmith.store.jobs import JobRow
 
+log = logging.getLogger(__name__)
 TRAINABLE_PURPOSES = {"fine-tune"}
 
 
@@ -292,23 +295,61 @@ def run_claimed(
     """Train a job this runner has claimed, to its end or its stop, then give the lease back.
 
     `stop_requested` adds the runner's own reasons to stop (Ctrl-C, a server shutting down) to
-    the job's (a cancel or pause through any door, read at each step boundary)."""
+    the job's (a cancel or pause through any door, read at each step boundary). While it runs, a
+    thread renews the lease; a runner that lost it (cut off from the store for longer than the
+    lease, and recovered by another host) stops at the next step. A job of many processes
+    (`nproc`, `nnodes`, `accelerate_config`) runs under torchrun, supervised from here as one
+    job (train/distributed.py)."""
     from tunesmith.jobs.control import stop_reason
+    from tunesmith.train import distributed
     from tunesmith.train.run import run
 
-    def should_stop() -> str | None:
-        return (stop_requested() if stop_requested else None) or stop_reason(store, job_id)
-
+    config = parse_config(store.jobs.get(job_id).config)
     resume = store.checkpoints.latest(job_id) is not None
     try:
-        return run(job_id, store, progress=progress, stop_requested=should_stop, resume=resume)
+        with store.jobs.lifecycle.heartbeat(job_id, runner) as beating:
+
+            def should_stop() -> str | None:
+                if beating.lost:
+                    return "requeue"
+                return (stop_requested() if stop_requested else None) or stop_reason(store, job_id)
+
+            if distributed.is_distributed(config):
+                return distributed.supervise(
+                    store, job_id, config, progress=progress, stop_requested=should_stop
+                )
+            return run(
+                job_id, store, progress=progress, stop_requested=should_stop, resume=resume,
+                runner=runner,
+            )  # fmt: skip
     finally:
         store.jobs.release(job_id, runner)
 
 
 def run_next(store: Store, runner: Runner, stop_requested: ev.StopFn) -> JobRow | None:
-    """A worker's turn: claim the oldest queued job and train it; None when the queue is empty."""
+    """A worker's turn: claim the oldest queued job and train it; None when the queue is empty.
+    Now and then it first hands jobs whose runner died (on any host) back to the queue."""
+    _reclaim_now_and_then(store)
     job = store.jobs.claim_next(runner)
     if job is None:
         return None
     return run_claimed(store, job.id, runner, stop_requested=stop_requested)
+
+
+_next_reclaim = 0.0  # this process's clock: when its workers next look for dead runners
+
+
+def _reclaim_now_and_then(store: Store) -> None:
+    """Crashes on another host sharing the store have no one there to notice them: every worker
+    looks, at most every quarter lease, so an expired lease is back in the queue soon after."""
+    global _next_reclaim
+    from tunesmith.jobs.recovery import reclaim
+
+    now = time.monotonic()
+    if now < _next_reclaim:
+        return
+    _next_reclaim = now + store.settings.lease_seconds / 4
+    try:
+        reclaim(store)
+    except Exception:  # a database hiccup: the next turn looks again; the worker goes on
+        log.warning("looking for jobs whose runner died failed", exc_info=True)

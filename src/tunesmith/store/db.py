@@ -1,17 +1,17 @@
-"""The Store: one SQLite connection (WAL) per process, and the repositories hanging off it."""
+"""The Store: one database connection per process (SQLite or PostgreSQL, see dialect.py), and
+the repositories hanging off it."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tunesmith.settings import Settings, get_settings
+from tunesmith.store.dialect import SQLITE, Connection, dialect_for
 from tunesmith.store.migrations import migrate
 
 
@@ -27,11 +27,12 @@ class Store:
     """Files, jobs, events, checkpoints and models of one tunesmith home.
 
     One connection serves the process; a lock serialises it across threads (FastAPI runs sync
-    routes in a thread pool). Other processes (workers, `tunesmith train`) open their own Store:
-    WAL lets readers and one writer work at once, and `busy_timeout` waits out a writer.
+    routes in a thread pool). Other processes (workers, `tunesmith train`) open their own Store.
+    `target` is a SQLite file (WAL lets readers and one writer work at once, and `busy_timeout`
+    waits out a writer) or a `postgresql://` URL, which any number of hosts can share.
     """
 
-    def __init__(self, path: Path, settings: Settings | None = None) -> None:
+    def __init__(self, target: Path | str, settings: Settings | None = None) -> None:
         from tunesmith.store.checkpoints import Checkpoints
         from tunesmith.store.deployments import Deployments
         from tunesmith.store.events import Events
@@ -40,18 +41,13 @@ class Store:
         from tunesmith.store.registry import Registry
         from tunesmith.store.tasks import COMPARISON, EXPORT, Tasks
 
-        self.path = path
+        self.dialect = dialect_for(target)
+        self.path = Path(target) if self.dialect is SQLITE else None  # the SQLite file, if any
         self.settings = settings or get_settings()
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            path, check_same_thread=False, isolation_level=None, timeout=30
-        )
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA busy_timeout=30000")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._wal()
+        self._conn = self.dialect.connect(target)
         with self._lock:
-            migrate(self._conn)
+            migrate(self._conn, self.dialect)
         self.files = Files(self)
         self.jobs = Jobs(self)
         self.events = Events(self)
@@ -62,24 +58,8 @@ class Store:
         self.exports = Tasks(self, EXPORT)
         self.tasks = {t.kind.table: t for t in (self.comparisons, self.exports)}
 
-    def _wal(self) -> None:
-        """Switch to WAL once per database file. Switching does not wait on busy_timeout when
-        another connection holds the fresh file, so retry briefly."""
-        for attempt in range(100):
-            try:
-                mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
-                if (
-                    mode == "wal"
-                    or self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
-                ):
-                    return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc):
-                    raise
-            time.sleep(0.01 * (attempt + 1))
-        raise sqlite3.OperationalError(f"could not switch {self.path} to WAL mode")
-
-    def query(self, sql: str, params: tuple | list = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: tuple | list = ()) -> list[Any]:
+        """Rows readable by column name (`row["id"]`), by position, and as `dict(row)`."""
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
@@ -89,10 +69,10 @@ class Store:
             return self._conn.execute(sql, params).rowcount
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Connection]:
         """Several statements that land together or not at all."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute(self.dialect.begin)
             try:
                 yield self._conn
             except BaseException:
@@ -101,10 +81,13 @@ class Store:
             self._conn.execute("COMMIT")
 
     def close(self) -> None:
+        for lifecycle in (self.jobs.lifecycle, *(t.lifecycle for t in self.tasks.values())):
+            lifecycle.stop_beating()
         with self._lock:
             self._conn.close()
 
 
 def open_store(settings: Settings | None = None) -> Store:
+    """The store of these settings: TUNESMITH_DATABASE_URL's PostgreSQL, else the home's SQLite."""
     settings = settings or get_settings()
-    return Store(settings.db_path, settings)
+    return Store(settings.database_url or settings.db_path, settings)

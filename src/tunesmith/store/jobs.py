@@ -46,6 +46,7 @@ class JobRow:
     control: str | None
     runner_host: str | None
     attempts: int
+    heartbeat_at: int | None  # when its runner last renewed its lease (lifecycle.py)
 
     @property
     def runner(self) -> Runner | None:
@@ -137,7 +138,8 @@ class Jobs:
         where, params = "1=1", []
         for key, value in (metadata or {}).items():
             # json_each, not json_extract: a key like "git.sha" is a key, not a JSON path.
-            where += " AND EXISTS (SELECT 1 FROM json_each(metadata) WHERE key = ? AND value = ?)"
+            pairs = self.store.dialect.json_pairs("metadata")
+            where += f" AND EXISTS (SELECT 1 FROM {pairs} WHERE key = ? AND value = ?)"
             params += [key, value]
         return newest_first(
             self.store, "jobs", where, params, after=after, limit=limit, build=JobRow.from_row
@@ -183,11 +185,20 @@ class Jobs:
     def release(self, job_id: str, runner: Runner) -> bool:
         return self.lifecycle.release(job_id, runner)
 
-    def succeed(self, job_id: str, model: ModelSpec, **fields: Any) -> JobRow:
+    def beat(self, job_id: str, runner: Runner) -> bool:
+        return self.lifecycle.beat(job_id, runner)
+
+    def succeed(
+        self, job_id: str, model: ModelSpec, *, held_by: Runner | None = None, **fields: Any
+    ) -> JobRow:
         """Register the final model and mark the job succeeded, in one transaction: a job that was
-        cancelled or paused meanwhile (in its last step or final save) registers nothing."""
+        cancelled or paused meanwhile (in its last step or final save) registers nothing; nor
+        does one whose lease `held_by` lost (recovered elsewhere after a missed heartbeat)."""
         with self.store.transaction():
-            if not self.lifecycle.move(job_id, "succeeded", only_from={"running"}, **fields):
+            moved = self.lifecycle.move(
+                job_id, "succeeded", only_from={"running"}, held_by=held_by, **fields
+            )
+            if not moved:
                 raise self.lifecycle.refused(job_id, "succeeded", "fine_tuning_job_id")
             self.store.models.register(model, job_id)
         return self.get(job_id)
@@ -198,6 +209,8 @@ class Jobs:
         return [JobRow.from_row(r) for r in rows]
 
     def with_status(self, *statuses: str) -> list[JobRow]:
+        if not statuses:  # PostgreSQL refuses an empty `IN ()`
+            return []
         marks = ",".join("?" * len(statuses))
         rows = self.store.query(
             f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY seq ASC", list(statuses)

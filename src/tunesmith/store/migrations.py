@@ -1,13 +1,14 @@
 """Numbered schema migrations, recorded in a table so old stores grow without breaking.
 
-The SQL is plain (no SQLite-only column types beyond what PostgreSQL accepts), so the same schema
-can later back several workers on one PostgreSQL database.
+One list serves SQLite and PostgreSQL. The SQL is plain; the two words PostgreSQL reads
+differently (AUTOINCREMENT keys and 64-bit INTEGER) are translated by `Dialect.ddl`, never forked.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
+
+from tunesmith.store.dialect import SQLITE, Connection, Dialect
 
 MIGRATIONS: list[str] = [
     # 1: the first schema.
@@ -151,32 +152,46 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX deployments_by_model ON deployments(model);
     """,
+    # 6: a runner's lease is renewed by a heartbeat, so a host can tell a job that another host
+    # is still running from one whose runner died there (its pid means nothing here).
+    """
+    ALTER TABLE jobs ADD COLUMN heartbeat_at INTEGER;
+    ALTER TABLE comparisons ADD COLUMN heartbeat_at INTEGER;
+    ALTER TABLE exports ADD COLUMN heartbeat_at INTEGER;
+    """,
 ]
 
 
-def migrate(conn: sqlite3.Connection) -> None:
+def migrate(conn: Connection, dialect: Dialect = SQLITE) -> None:
     """Apply every migration not yet recorded, each in its own transaction."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, applied_at INTEGER)"
-    )
-    done = {row[0] for row in conn.execute("SELECT version FROM migrations")}
-    for version, sql in enumerate(MIGRATIONS, start=1):
-        if version in done:
-            continue
-        # executescript would commit on its own; run each statement inside one transaction.
-        conn.execute("BEGIN IMMEDIATE")
-        # Another process may have applied it between our read and our lock.
-        if conn.execute("SELECT 1 FROM migrations WHERE version = ?", [version]).fetchone():
-            conn.execute("ROLLBACK")
-            continue
-        try:
-            for statement in filter(str.strip, sql.split(";")):
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO migrations (version, applied_at) VALUES (?, ?)",
-                (version, int(time.time())),
+    with dialect.migrating(conn):
+        conn.execute(
+            dialect.ddl(
+                "CREATE TABLE IF NOT EXISTS migrations "
+                "(version INTEGER PRIMARY KEY, applied_at INTEGER)"
             )
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        )
+        done = {row[0] for row in conn.execute("SELECT version FROM migrations").fetchall()}
+        for version, sql in enumerate(MIGRATIONS, start=1):
+            if version not in done:
+                _apply(conn, dialect, version, sql)
+
+
+def _apply(conn: Connection, dialect: Dialect, version: int, sql: str) -> None:
+    # executescript would commit on its own; run each statement inside one transaction.
+    conn.execute(dialect.begin)
+    # Another process may have applied it between our read and our lock.
+    if conn.execute("SELECT 1 FROM migrations WHERE version = ?", [version]).fetchone():
+        conn.execute("ROLLBACK")
+        return
+    try:
+        for statement in filter(str.strip, sql.split(";")):
+            conn.execute(dialect.ddl(statement))
+        conn.execute(
+            "INSERT INTO migrations (version, applied_at) VALUES (?, ?)",
+            (version, int(time.time())),
+        )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

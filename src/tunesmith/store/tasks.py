@@ -58,6 +58,7 @@ class TaskRow:
     worker_pid: int | None
     runner_host: str | None
     attempts: int
+    heartbeat_at: int | None  # when its runner last renewed its lease (lifecycle.py)
 
     @property
     def runner(self) -> Runner | None:
@@ -133,6 +134,9 @@ class Tasks:
     def release(self, task_id: str, runner: Runner) -> bool:
         return self.lifecycle.release(task_id, runner)
 
+    def beat(self, task_id: str, runner: Runner) -> bool:
+        return self.lifecycle.beat(task_id, runner)
+
     def delete(self, task_id: str) -> None:
         """Forget a task that has ended: its row, its events and its folder."""
         k, row = self.kind, self.get(task_id)
@@ -154,6 +158,8 @@ class Tasks:
         return [TaskRow.from_row(r) for r in rows]
 
     def with_status(self, *statuses: str) -> list[TaskRow]:
+        if not statuses:  # PostgreSQL refuses an empty `IN ()`
+            return []
         marks = ",".join("?" * len(statuses))
         rows = self.store.query(
             f"SELECT * FROM {self.kind.table} WHERE status IN ({marks}) ORDER BY seq",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from transformers import TrainerCallback
 
 from tunesmith.train import events as ev
+from tunesmith.train import rank
 
 if TYPE_CHECKING:
     from tunesmith.train.run import RunContext
@@ -74,7 +75,8 @@ class RunCallback(TrainerCallback):
             ),
             steps_done=state.global_step - self.first_step,
         )
-        self.stop_reason = self.run.stop_requested()
+        # Rank 0 decides and every rank hears it here, so all stop after the same step.
+        self.stop_reason = rank.agree_on_stop(self.run.stop_requested(), args.device)
         if self.stop_reason and state.global_step < state.max_steps:
             control.should_save = True
             control.should_training_stop = True

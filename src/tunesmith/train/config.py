@@ -153,11 +153,68 @@ class SFTConfig(BaseModel):
     load_in_4bit: bool = Field(
         default=False, description="QLoRA: 4-bit base weights (needs a CUDA GPU and bitsandbytes)."
     )
+    gradient_accumulation_steps: int = Field(
+        default=1,
+        ge=1,
+        description="Micro-batches per optimizer step: same batch_size, less memory per pass.",
+    )
+
+    # Processes (torchrun; train/distributed.py). batch_size stays the examples per optimizer
+    # step: each of the nnodes*nproc ranks trains batch_size/(ranks*accumulation) per pass.
+    nproc: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Processes on this machine, through torchrun: one per GPU (gloo on a CPU).",
+    )
+    nnodes: int = Field(default=1, ge=1, description="Machines in the run (torchrun --nnodes).")
+    node_rank: int = Field(default=0, ge=0, description="This machine's rank (torchrun).")
+    master_addr: str = Field(default="127.0.0.1", description="Rank 0's machine (torchrun).")
+    master_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Rank 0's port (torchrun); None: a free one on one machine, 29500 on many.",
+    )
+    accelerate_config: str | None = Field(
+        default=None,
+        description="Launch through `accelerate launch` with TRL's config NAME (multi_gpu, "
+        "zero1, zero2, zero3, fsdp1, fsdp2) or a YAML FILE: FSDP and DeepSpeed, on GPUs.",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _tuning_was_method(cls, values: Any) -> Any:
         return _tuning_from_old_method(values)
+
+    @model_validator(mode="after")
+    def _processes(self) -> SFTConfig:
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank {self.node_rank} must be below nnodes {self.nnodes}")
+        # Only SFT's trainer is checked to train N processes (or N accumulated micro-batches)
+        # like one (tests/train/test_distributed.py); the preference pass and GRPO's sampler
+        # would each run once per process.
+        split = self.world_size > 1 or self.gradient_accumulation_steps > 1
+        if split and self.method != "sft":
+            raise ValueError(
+                f"nproc, nnodes and gradient_accumulation_steps above 1 train method sft only, "
+                f"not {self.method}"
+            )
+        return self
+
+    @property
+    def world_size(self) -> int:
+        """Training processes over all machines."""
+        return self.nproc * self.nnodes
+
+    @field_validator("accelerate_config")
+    @classmethod
+    def _known_accelerate_config(cls, value: str | None) -> str | None:
+        if value is not None:
+            from tunesmith.train.distributed import accelerate_config_path
+
+            accelerate_config_path(value)  # raises ValueError naming the choices
+        return value
 
     @field_validator("epochs", "batch_size", "eval_steps")
     @classmethod
@@ -354,6 +411,8 @@ def config_error(exc: ValidationError, source: str) -> TunesmithError:
             )
         elif err["type"] == "extra_forbidden":
             parts.append(f"{field!r} is not a setting.{did_you_mean(field, list(known))}")
+        elif not field:  # a rule between settings (a model validator): its message says it
+            parts.append(f"{err['msg'].removeprefix('Value error, ')}.")
         else:
             parts.append(f"{field}={err.get('input')!r}: {err['msg']}.")
     return TunesmithError(
@@ -448,12 +507,25 @@ class Resolved(BaseModel):
     eval_steps: int
     steps_per_epoch: int
     total_steps: int
+    micro_batch_size: int = 1  # examples per rank per forward pass
 
 
 def resolve(config: SFTConfig, n_examples: int) -> Resolved:
     epochs = auto_epochs(n_examples) if config.epochs == "auto" else config.epochs
     batch = auto_batch_size(n_examples) if config.batch_size == "auto" else config.batch_size
     batch = min(batch, n_examples)
+    # Every rank and micro-batch takes an equal share of the step's batch, so N processes (or
+    # N accumulated passes) see the very examples one process would see in one pass.
+    shares = config.world_size * config.gradient_accumulation_steps
+    if config.batch_size == "auto":
+        batch = math.ceil(batch / shares) * shares
+    elif batch % shares:
+        raise TunesmithError(
+            f"batch_size {batch} does not split into {config.world_size} process(es) x "
+            f"{config.gradient_accumulation_steps} accumulation step(s).",
+            f"Choose a batch_size that is a multiple of {shares}.",
+            param="batch_size",
+        )
     rate = base_learning_rate(config) if config.learning_rate == "auto" else config.learning_rate
     steps_per_epoch = math.ceil(n_examples / batch)
     total = steps_per_epoch * epochs
@@ -465,4 +537,5 @@ def resolve(config: SFTConfig, n_examples: int) -> Resolved:
         eval_steps=evals,
         steps_per_epoch=steps_per_epoch,
         total_steps=total,
+        micro_batch_size=batch // shares,
     )

@@ -25,6 +25,7 @@ GROUP_STARTS = {
     "tuning": "How",
     "eval_steps": "Watching",
     "device": "Speed",
+    "nproc": "Processes",
 }
 METHOD_GROUP = "Method"
 # Fields naming files: the CLI takes a path, the API an uploaded file's id (or, for the grader,

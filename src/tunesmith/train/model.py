@@ -54,6 +54,8 @@ def trainer_args(
         "disable_tqdm": True,
         "remove_unused_columns": False,
         "dataloader_num_workers": 0,
+        # Under torchrun (WORLD_SIZE set) the Trainer wraps the model in DDP on this backend.
+        "ddp_backend": ("gloo" if device == "cpu" else "nccl") if config.world_size > 1 else None,
     }
 
 
@@ -71,8 +73,10 @@ def trl_args(
 
     return trl.SFTConfig(
         **trainer_args(config, resolved, run_dir, device, precision),
-        per_device_train_batch_size=resolved.batch_size,
-        per_device_eval_batch_size=resolved.batch_size,
+        # batch_size is per optimizer step, split over ranks and accumulated micro-batches
+        per_device_train_batch_size=resolved.micro_batch_size,
+        per_device_eval_batch_size=resolved.micro_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
         eval_strategy="steps" if has_eval else "no",
         eval_steps=resolved.eval_steps if has_eval else None,
         max_length=config.max_length,

@@ -1,9 +1,10 @@
 """One fine-tuning run, top to bottom: job → data → model → trainer → train → register.
 
-`run` is what `tunesmith train` calls in the foreground and what a worker calls in a child process.
-Everything it does lands in the store, so every door sees the same job. The method (SFT; DPO,
-ORPO or KTO; GRPO) decides only how the data is encoded and which trainer runs it
-(`train/preference.py`, `train/grpo.py`); the lifecycle around them is one.
+`run` is what `tunesmith train` calls in the foreground and what a worker calls in a child process;
+under torchrun every rank calls it (train/rank.py), and only rank 0 writes. Everything it writes
+lands in the store, so every door sees the same job. The method (SFT; DPO, ORPO or KTO; GRPO)
+decides only how the data is encoded and which trainer runs it (`train/preference.py`,
+`train/grpo.py`); the lifecycle around them is one.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tunesmith.errors import TunesmithError, out_of_space
 from tunesmith.models.naming import checkpoint_name, fine_tuned_name
 from tunesmith.models.spec import ModelSpec
 from tunesmith.train import events as ev
+from tunesmith.train import rank
 from tunesmith.train.config import SFTConfig, base_learning_rate, parse_config, resolve
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
     from tunesmith.store import Store
     from tunesmith.store.jobs import JobRow
+    from tunesmith.store.lifecycle import Runner
     from tunesmith.train.config import Resolved
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,10 @@ class RunContext:
     last_valid_loss: float | None = None
     early_stopped: int | None = None
     last_estimate: float = field(default=0.0)
+    main: bool = True  # rank 0 (or the only process): the one that writes to the store
+    # The lease this run holds: its final moves land only while it still does (a runner cut off
+    # past its lease, whose job another host has taken, must not move that job). None: unchecked.
+    runner: Runner | None = None
 
     @property
     def fine_tuned(self) -> str:
@@ -63,6 +70,8 @@ class RunContext:
         return self.job.fine_tuned_model
 
     def report(self, progress: ev.Progress, steps_done: int) -> None:
+        if not self.main:
+            return
         if self.progress is not None:
             self.progress(progress)
         now = time.time()
@@ -72,10 +81,13 @@ class RunContext:
             self.store.jobs.update(self.job.id, estimated_finish=int(now + eta))
 
     def metrics(self, data: dict) -> None:
-        self.store.events.add(self.job.id, ev.step_message(data), type="metrics", data=data)
+        if self.main:
+            self.store.events.add(self.job.id, ev.step_message(data), type="metrics", data=data)
 
     def checkpoint_saved(self, step: int, metrics: dict) -> None:
         """Register a checkpoint only once the Trainer has written all of it."""
+        if not self.main:
+            return
         path = self.run_dir / "checkpoints" / f"checkpoint-{step}"
         name = checkpoint_name(self.fine_tuned, step)
         spec = self.trained_spec(name, path, "checkpoint")
@@ -105,16 +117,20 @@ def run(
     progress: ev.ProgressFn | None = None,
     stop_requested: ev.StopFn = lambda: None,
     resume: bool = False,
+    runner: Runner | None = None,
 ) -> JobRow:
     """Train a job its runner has claimed (it is `running`) to its end (succeeded), or to a stop
-    (cancelled, paused, queued again), or fail it. The job service claims and releases it.
+    (cancelled, paused, queued again), or fail it. The job service claims and releases it;
+    `runner`, the lease holder, guards the final moves.
 
     Raises TunesmithError for failures the user can fix, after marking the job failed.
     """
     job = store.jobs.get(job_id)
     try:
-        return _run(job, store, progress, stop_requested, resume)
+        return _run(job, store, progress, stop_requested, resume, runner)
     except BaseException as exc:
+        if rank.world_size() > 1:
+            raise  # the supervisor fails the job, naming the rank (train/distributed.py)
         user_error = _fail(store, job_id, exc)
         if user_error is not None and user_error is not exc:
             raise user_error from exc
@@ -123,6 +139,21 @@ def run(
 
 def _fail(store: Store, job_id: str, exc: BaseException) -> TunesmithError | None:
     """Mark the job failed with a reason; return the error to show the user, if there is one."""
+    message, code, user_error = failure(job_id, exc)
+    fail_job(store, job_id, message, code)
+    return user_error
+
+
+def fail_job(store: Store, job_id: str, message: str, code: str) -> None:
+    """Move a running job to failed; a job cancelled or paused meanwhile keeps that status (the
+    failure is then only logged)."""
+    error = {"code": code, "message": message, "param": None}
+    if store.jobs.lifecycle.move(job_id, "failed", only_from={"running"}, error=error):
+        store.events.add(job_id, ev.FAILED.format(reason=message), level="error")
+
+
+def failure(job_id: str, exc: BaseException) -> tuple[str, str, TunesmithError | None]:
+    """The reason, the error code and the error to show the user (if any) of a failed run."""
     user_error: TunesmithError | None = None
     if isinstance(exc, KeyboardInterrupt):
         message, code = "interrupted before a checkpoint could be saved", "interrupted"
@@ -139,11 +170,7 @@ def _fail(store: Store, job_id: str, exc: BaseException) -> TunesmithError | Non
     else:
         message, code = f"internal error: {type(exc).__name__}: {exc}", "internal_error"
         log.error("Job %s failed:\n%s", job_id, traceback.format_exc())
-    # A job cancelled or paused meanwhile keeps that status: the failure is then only logged.
-    error = {"code": code, "message": message, "param": None}
-    if store.jobs.lifecycle.move(job_id, "failed", only_from={"running"}, error=error):
-        store.events.add(job_id, ev.FAILED.format(reason=message), level="error")
-    return user_error
+    return message, code, user_error
 
 
 def _run(
@@ -152,16 +179,18 @@ def _run(
     progress: ev.ProgressFn | None,
     stop_requested: ev.StopFn,
     resume: bool,
+    runner: Runner | None = None,
 ) -> JobRow:
     from tunesmith.models.loading import load_tokenizer
 
     config = parse_config(job.config)
     run_dir = Path(job.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    main = rank.is_main()  # the other ranks of a distributed run train and write nothing
 
     # 1. Names and data. The tokenizer comes first: the data is tokenized with the model's template.
     base = store.models.resolve(config.model)
-    if job.fine_tuned_model is None:
+    if job.fine_tuned_model is None and main:
         name = fine_tuned_name(base.base, store.settings.org, config.suffix)
         job = store.jobs.update(job.id, fine_tuned_model=name)
     tokenizer = load_tokenizer(base)
@@ -175,12 +204,12 @@ def _run(
         **_hyperparameters(config, resolved),
     }
     method[method["type"]] = section
-    job = store.jobs.update(job.id, method=method, data_hash=data.sha256)
     checkpoint = store.checkpoints.latest(job.id) if resume else None
-    store.events.add(
-        job.id,
-        ev.RESUMED.format(step=checkpoint.step_number) if checkpoint else ev.STARTED,
-    )
+    if main:
+        job = store.jobs.update(job.id, method=method, data_hash=data.sha256)
+        started = ev.RESUMED.format(step=checkpoint.step_number) if checkpoint else ev.STARTED
+        ranks = rank.world_size()
+        store.events.add(job.id, started, data={"world_size": ranks} if ranks > 1 else None)
 
     # 2. Model and trainer.
     ctx = RunContext(
@@ -193,6 +222,8 @@ def _run(
         progress=progress,
         stop_requested=stop_requested,
         full_eval_dataset=data.full_eval,
+        main=main,
+        runner=runner,
     )
     trainer, callback = _trainer(ctx, tokenizer, data)
 
@@ -200,7 +231,8 @@ def _run(
     try:
         trainer.train(resume_from_checkpoint=checkpoint.path if checkpoint else None)
     except BaseException:
-        store.checkpoints.prune(job.id, run_dir)  # a save cut off (full disk) is no checkpoint
+        if main:
+            store.checkpoints.prune(job.id, run_dir)  # a save cut off (full disk) is no checkpoint
         raise
 
     if callback.stop_reason and ctx.early_stopped is None:
@@ -208,13 +240,16 @@ def _run(
 
     # 4. Save, then register and succeed in one transaction: a cancel or pause that lands during
     # the save leaves the job stopped with no callable final model (its checkpoints stay).
-    final = _save_atomically(trainer, tokenizer, run_dir / "model")
+    final = _save_atomically(trainer, tokenizer, run_dir / "model", main)
+    if not main:
+        return store.jobs.get(job.id)
     result_file = _write_results(ctx)
     spec = ctx.trained_spec(ctx.fine_tuned, final, "fine-tuned")
     try:
         job = store.jobs.succeed(
-            job.id, spec, trained_tokens=billed, result_files=[result_file], estimated_finish=None
-        )
+            job.id, spec, held_by=runner, trained_tokens=billed, result_files=[result_file],
+            estimated_finish=None,
+        )  # fmt: skip
     except TunesmithError as exc:
         if exc.code != "invalid_job_state":
             raise
@@ -313,6 +348,8 @@ def _hyperparameters(config: SFTConfig, resolved: Resolved) -> dict[str, Any]:
 def _stopped(ctx: RunContext, reason: str, step: int) -> JobRow:
     """Acknowledge a stop at a step boundary. A cancel or pause through a door has set the
     status already; the runner's own reasons (Ctrl-C, a server stopping) move it here."""
+    if not ctx.main:
+        return ctx.store.jobs.get(ctx.job.id)
     latest = ctx.store.checkpoints.latest(ctx.job.id)
     name = latest.model_name if latest else "none"
     to, message = {
@@ -320,12 +357,21 @@ def _stopped(ctx: RunContext, reason: str, step: int) -> JobRow:
         "pause": ("paused", ev.PAUSED.format(step=step, name=name)),
         "cancel": ("cancelled", ev.CANCELLED.format(step=step, name=name)),
     }[reason]
-    ctx.store.jobs.lifecycle.move(ctx.job.id, to, only_from={"running"})
+    if (
+        not ctx.store.jobs.lifecycle.move(ctx.job.id, to, only_from={"running"}, held_by=ctx.runner)
+        and reason == "requeue"
+    ):
+        return ctx.store.jobs.get(ctx.job.id)  # its lease is gone: the job is another's now
     ctx.store.events.add(ctx.job.id, message)
     return ctx.store.jobs.get(ctx.job.id)
 
 
-def _save_atomically(trainer, tokenizer, target: Path) -> Path:
+def _save_atomically(trainer, tokenizer, target: Path, main: bool = True) -> Path:
+    """The final model, moved into place whole. Every rank calls the Trainer's save (FSDP and
+    DeepSpeed gather the weights from all of them); only rank 0 writes."""
+    if not main:
+        trainer.save_model(str(target.parent / ".model-rank-save"))  # a name rank 0 ignores
+        return target
     tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=target.parent))
     try:
         trainer.save_model(str(tmp))

@@ -144,9 +144,20 @@ class TunesmithSFTTrainer(SFTTrainer):
         return backward_by_rows(self, model, chunks, num_items_in_batch=total)
 
     def take_train_stats(self) -> StepStats:
+        """The step's numbers over all ranks (each counted only its share of the batch)."""
         stats, self.train_stats = self.train_stats, StepStats()
-        return stats
+        return self._over_ranks(stats)
 
     def take_eval_stats(self) -> StepStats:
         stats, self.eval_stats = self.eval_stats, StepStats()
-        return stats
+        return self._over_ranks(stats)
+
+    def _over_ranks(self, stats: StepStats) -> StepStats:
+        if self.accelerator.num_processes == 1:
+            return stats
+        from tunesmith.train.rank import all_sum
+
+        loss_sum, tokens, correct, seen = all_sum(
+            [stats.loss_sum, stats.tokens, stats.correct, stats.seen_tokens], self.args.device
+        )
+        return StepStats(loss_sum, int(tokens), int(correct), int(seen))

@@ -31,6 +31,7 @@ from tunesmith.train.config import (
     config_error,
     parse_config,
 )
+from tunesmith.train.distributed import TRL_CONFIGS
 
 router = APIRouter(tags=["fine-tuning"])
 
@@ -133,6 +134,14 @@ def to_config(body: CreateFineTuningJob, hp: Hyperparameters) -> SFTConfig:
                 "validation_file.",
                 param=f"config.{key}",
             )
+    if extra.get("accelerate_config") not in (None, *TRL_CONFIGS):
+        # a file would be a path on the server: the API names TRL's shipped configs only
+        raise TunesmithError(
+            f"config.accelerate_config {extra['accelerate_config']!r} is not one of TRL's "
+            f"accelerate configs ({', '.join(TRL_CONFIGS)}).",
+            "A config file of your own works from the CLI (tunesmith train --accelerate-config).",
+            param="config.accelerate_config",
+        )
     # the tunesmith methods `config.method` may pick under OpenAI's method type
     allowed = [name for name, model in METHOD_CONFIGS.items() if model.openai_type == kind]
     extra.setdefault("method", allowed[0])
