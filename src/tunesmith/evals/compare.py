@@ -295,7 +295,8 @@ def _learning_curve(
 
     if train_now is None:
         raise TunesmithError("--learning-curve is not available here.", param="learning_curve")
-    settings = _settings_of(store, full, config)
+    training = _training(store, full)
+    settings = _settings_of(store, training, config)
     order = cv.nested_order(len(train), config.seed)
     points = []
     with tempfile.TemporaryDirectory(dir=store.settings.root, prefix=".curve-") as folder:
@@ -306,7 +307,6 @@ def _learning_curve(
             spec = store.models.resolve(name)
             score = answer(spec, f"curve: {size} examples")
             points.append(cv.Point(size, spec.name, score.to_dict(), _training(store, spec)))
-    training = _training(store, full)
     points.append(
         cv.Point(
             len(train), full.name, full_score.to_dict(), training, given=bool(config.fine_tuned)
@@ -319,12 +319,12 @@ def _learning_curve(
     return cv.curve_dict(points, n_test=full_score.n, seed=config.seed)
 
 
-def _settings_of(store: Store, full: ModelSpec, config: CompareConfig) -> SFTConfig:
-    """The settings the full model was trained with, when it was trained in this store by SFT
-    (so the subsets differ from it only in their data); else --train-now's defaults."""
+def _settings_of(store: Store, training: dict | None, config: CompareConfig) -> SFTConfig:
+    """The settings the full model was trained with (`training`: its job, when it was trained in
+    this store), if by SFT, so the subsets differ from it only in their data; else --train-now's
+    defaults."""
     from tunesmith.train.config import parse_config
 
-    training = _training(store, full)
     if training is not None:
         settings = parse_config(store.jobs.get(training["job"]).config)
         if settings.method == "sft":

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tunesmith.data.checks import MIN_TRAINING_EXAMPLES
-from tunesmith.evals.metrics import bootstrap_ci
+from tunesmith.evals.metrics import paired_difference
 
 FRACTIONS = (0.125, 0.25, 0.5)  # and 1.0: the full model, trained or given
 # A last doubling whose whole interval lies below this many points is "flat".
@@ -77,10 +77,8 @@ def slope(points: list[Point], seed: int = 0) -> Slope | None:
     if len(points) < 2:
         return None
     half, full = points[-2], points[-1]
-    diffs = [b - a for a, b in zip(half.metric["scores"], full.metric["scores"], strict=True)]
+    mean, low, high = paired_difference(full.metric["scores"], half.metric["scores"], seed)
     per = math.log2(full.examples / half.examples)
-    low, high = bootstrap_ci(diffs, seed=seed)
-    mean = sum(diffs) / len(diffs)
     return Slope(
         points=mean * 100 / per,
         low=low * 100 / per,

@@ -134,10 +134,9 @@ def gain_interval(tuned: Row, prompting: Row, seed: int = 0) -> tuple[float, flo
     """The 95% interval of F's gain over P: paired on the same examples when both rows carry
     their scores, else the two marginal intervals' widest difference (older callers)."""
     if tuned.scores is not None and prompting.scores is not None:
-        from tunesmith.evals.metrics import bootstrap_ci
+        from tunesmith.evals.metrics import paired_difference
 
-        diffs = [a - b for a, b in zip(tuned.scores, prompting.scores, strict=True)]
-        return bootstrap_ci(diffs, seed=seed)
+        return paired_difference(tuned.scores, prompting.scores, seed)[1:]
     # Entirely above (or below) exactly when the marginal intervals do not overlap.
     return tuned.low - prompting.high, tuned.high - prompting.low
 

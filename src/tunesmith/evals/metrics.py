@@ -420,6 +420,17 @@ def bootstrap_ci(
     return max(float(data.min()), min(low, centre)), min(float(data.max()), max(high, centre))
 
 
+def paired_difference(
+    a: Sequence[float], b: Sequence[float], seed: int = 0
+) -> tuple[float, float, float]:
+    """How much `a` beats `b` scored on the same examples: the mean per-example difference and
+    its bootstrap interval (tighter than comparing two intervals: each example is its own
+    control)."""
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    low, high = bootstrap_ci(diffs, seed=seed)
+    return _mean(np.asarray(diffs, dtype=float)), low, high
+
+
 @dataclass
 class MetricResult:
     """One strategy's scores on a test set: per example, the mean and its 95% CI, for the task

@@ -7,7 +7,7 @@ to settle anything.
 
 from __future__ import annotations
 
-from tunesmith.evals.metrics import bootstrap_ci
+from tunesmith.evals.metrics import paired_difference
 from tunesmith.evals.strategies import is_tuned
 
 # What each metric counts, for the use-case answer.
@@ -38,11 +38,8 @@ def _ci(metric: dict) -> str:
 
 
 def paired_gain(tuned: dict, prompting: dict, seed: int = 0) -> tuple[float, float, float]:
-    """The fine-tuned row's gain over a prompting row on the same examples, with the bootstrap
-    interval of the per-example differences (tighter than comparing two intervals)."""
-    diffs = [a - b for a, b in zip(tuned["scores"], prompting["scores"], strict=True)]
-    low, high = bootstrap_ci(diffs, seed=seed)
-    return sum(diffs) / len(diffs), low, high
+    """The fine-tuned row's gain over a prompting row (metric dicts) on the same examples."""
+    return paired_difference(tuned["scores"], prompting["scores"], seed)
 
 
 def answer_questions(data: dict, n_train: int) -> dict[str, str]:

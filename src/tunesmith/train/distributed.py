@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from tunesmith.train import events as ev
 from tunesmith.train import rank
+from tunesmith.train.run import fail_job
 
 if TYPE_CHECKING:
     from tunesmith.store import Store
@@ -118,7 +119,7 @@ def supervise(
     run_dir = Path(job.run_dir)
     if needs_gpu(config) and pick_device(config.device) != "cuda":
         message = f"accelerate config {config.accelerate_config} needs GPUs, and none is here"
-        _fail(store, job_id, message, "gpu_required")
+        fail_job(store, job_id, message, "gpu_required")
         raise TunesmithError(
             f"Job {job_id} failed: {message}.",
             "Drop --accelerate-config on this machine: --nproc N runs DDP on CPUs, through "
@@ -153,7 +154,7 @@ def supervise(
     if code != 0:
         message = failed_rank(run_dir, code)
         store.checkpoints.prune(job_id, run_dir)
-        _fail(store, job_id, message, "rank_failed")
+        fail_job(store, job_id, message, "rank_failed")
         raise TunesmithError(
             f"Job {job_id} failed: {message}.",
             f"The ranks' output is in {run_dir / LAUNCHER_LOG}; continue from the last "
@@ -253,12 +254,6 @@ def root_cause_rank(log_file: Path) -> int | None:
     _, _, after = text.rpartition("Root Cause")
     match = re.search(r"rank\s*:\s*(\d+)", after)
     return int(match.group(1)) if match else None
-
-
-def _fail(store: Store, job_id: str, message: str, code: str) -> None:
-    from tunesmith.train.run import fail_job
-
-    fail_job(store, job_id, message, code)
 
 
 def _clear(run_dir: Path) -> None:
