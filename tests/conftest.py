@@ -35,6 +35,12 @@ def model_cache() -> Path:
     return Path(os.environ.get("TUNESMITH_TEST_CACHE", default))
 
 
+@pytest.fixture(scope="session")
+def models_cache() -> Path:
+    """`model_cache()` for session fixtures, set up before any test's TUNESMITH_MODELS_CACHE."""
+    return model_cache()
+
+
 @pytest.fixture(autouse=True)
 def tunesmith_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own home (get_settings() reads the variables on each call); the
@@ -91,7 +97,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
     return folder
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def orders() -> Path:
     """The bundled demo task's folder (train, validation and test JSONL)."""
     return ORDERS

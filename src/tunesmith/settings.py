@@ -38,10 +38,10 @@ class Settings(BaseSettings):
         "dead when its pid is gone, whatever its lease.",
     )
     fast_decode: bool = Field(
-        default=False,
-        description="Decode Llama-family models on the slot cache (infer/slots.py; opt-in until "
-        "it is measured on an idle machine); false serves every model through transformers' own "
-        "forward.",
+        default=True,
+        description="Decode Llama-family models on the slot cache (infer/slots.py: 1.4x to 2.3x "
+        "the tokens/s of transformers' own forward at 1 to 16 in flight, README's Performance); "
+        "false serves every model through transformers' own forward.",
     )
     quantize: Literal["int8"] | None = Field(
         default=None,

@@ -32,11 +32,9 @@ def train_first(orders: Path, tmp_path: Path, n: int, *flags: str) -> tuple[Path
     return train, open_store().jobs.list().data[0]
 
 
-def test_compare_on_the_demo_task(orders, tmp_path):
-    train, job = train_first(
-        orders, tmp_path, 48, "--epochs", "2", "--batch-size", "4", "--suffix", "cmp"
-    )
-    tuned = job.fine_tuned_model
+def test_compare_on_the_demo_task(demo_model, orders, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNESMITH_HOME", str(demo_model.home))
+    train, tuned = demo_model.train, demo_model.job.fine_tuned_model
 
     out = tmp_path / "report"
     done = run(
@@ -76,21 +74,23 @@ def test_compare_refuses_bad_input_without_a_traceback(orders, tmp_path):
     assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
 
 
-def test_compare_ranks_two_fine_tuned_models(orders, tmp_path):
-    """A 2-epoch run on 12 examples (4 steps): its epoch-1 checkpoint and its final model,
-    ranked against the prompting strategies of the built-in model, the best one named."""
+def test_compare_ranks_two_fine_tuned_models_and_draws_a_learning_curve(orders, tmp_path):
+    """One small training for both (kept small: 20 examples, 2 epochs of 2 steps, 4 held-out
+    examples): its epoch-1 checkpoint and its final model ranked against the prompting strategies
+    of the built-in model, the best one named; and the learning curve, whose 10-example subset is
+    trained with the final model's settings and whose full point is that model, reused."""
     train, job = train_first(
-        orders, tmp_path, 12, "--epochs", "2", "--batch-size", "6", "--suffix", "two"
+        orders, tmp_path, 20, "--epochs", "2", "--batch-size", "10", "--suffix", "two"
     )
     store = open_store()
     first = min(store.checkpoints.list(job.id).data, key=lambda c: c.step_number).model_name
-    models = [first, job.fine_tuned_model]
+    models = [job.fine_tuned_model, first]
 
     out = tmp_path / "report"
     done = run(
         "compare", "--train", str(train), "--test", str(orders / "test.jsonl"),
-        "--fine-tuned", models[0], "--fine-tuned", models[1], "--limit", "4", "--shots", "1",
-        "--no-probes", "--out", str(out),
+        "--fine-tuned", models[0], "--fine-tuned", models[1], "--learning-curve",
+        "--limit", "4", "--shots", "1", "--no-probes", "--out", str(out),
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     data = json.loads((out / "report.json").read_text())
@@ -101,32 +101,16 @@ def test_compare_ranks_two_fine_tuned_models(orders, tmp_path):
     assert sorted(rec["ranking"]) == sorted(rows) and means == sorted(means, reverse=True)
     best = next(name for name in rec["ranking"] if name.startswith("fine-tuned"))
     assert rec["fine_tuned"] == best and rows[best]["model"] in rec["headline"]
-    assert rows["fine-tuned #2"]["training"]["trained_tokens"] > 0
+    assert rows["fine-tuned #1"]["training"]["trained_tokens"] > 0
     printed = done.stdout.replace("\n", " ")
     assert "fine-tuned #2" in printed and "ranking:" in printed
 
-
-def test_a_learning_curve_on_the_built_in_model(orders, tmp_path):
-    """Kept small: 20 examples trained in 2 steps, the curve's 10-example subset in 1 step with
-    the same settings, 4 held-out examples."""
-    train, job = train_first(
-        orders, tmp_path, 20, "--epochs", "1", "--batch-size", "10", "--suffix", "lc"
-    )
-    tuned = job.fine_tuned_model
-    store = open_store()
-
-    out = tmp_path / "report"
-    done = run(
-        "compare", "--train", str(train), "--test", str(orders / "test.jsonl"),
-        "--fine-tuned", tuned, "--learning-curve", "--limit", "4", "--shots", "1",
-        "--no-probes", "--out", str(out),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    curve = json.loads((out / "report.json").read_text())["learning_curve"]
+    curve = data["learning_curve"]
     assert [p["examples"] for p in curve["points"]] == [10, 20]
-    assert curve["points"][1]["model"] == tuned and curve["points"][1]["given"]
+    assert curve["points"][1]["model"] == models[0] and curve["points"][1]["given"]
+    assert curve["points"][1]["metric"]["mean"] == rows["fine-tuned #1"]["metric"]["mean"]
     subset_job = store.jobs.list().data[0]
     assert subset_job.fine_tuned_model == curve["points"][0]["model"]
-    assert subset_job.config["epochs"] == 1 and subset_job.config["batch_size"] == 10
+    assert subset_job.config["epochs"] == 2 and subset_job.config["batch_size"] == 10
     assert f"Would more data help? {curve['verdict'].split(':')[0]}" in done.stdout
     assert "Learning curve" in (out / "report.html").read_text()

@@ -31,16 +31,10 @@ def tunesmith(*args: str, **kwargs) -> subprocess.CompletedProcess:
     )
 
 
-def test_train_the_built_in_model_and_call_the_result(tmp_path, orders):
-    train = first_lines(orders / "train.jsonl", tmp_path / "train.jsonl", 32)
-    valid = first_lines(orders / "validation.jsonl", tmp_path / "valid.jsonl", 8)
-    done = tunesmith(
-        "train", "--data", str(train), "--validation", str(valid), "--epochs", "2",
-        "--batch-size", "4", "--suffix", "e2e",
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
+def test_train_the_built_in_model_and_call_the_result(demo_model, orders, monkeypatch):
+    monkeypatch.setenv("TUNESMITH_HOME", str(demo_model.home))
     store = open_store()
-    job = store.jobs.list().data[0]
+    job = store.jobs.get(demo_model.job.id)
     assert job.status == "succeeded"
     metrics = store.events.metrics(job.id)
     assert [m["step"] for m in metrics] == list(range(1, 17))

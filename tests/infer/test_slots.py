@@ -65,6 +65,44 @@ def test_the_built_in_model_decodes_on_slots_as_generate_does(
             assert len(done.token_ids) == params.max_tokens
 
 
+@pytest.mark.slow
+def test_one_request_alone_decodes_by_matrix_vector_products_as_generate_does(
+    engine, builtin_dir, reference
+) -> None:
+    """One row in flight: every projection and the head are a GEMV (`_linear`'s one-row path),
+    with the fused RMSNorm; the tokens are still `generate`'s, for 40 of them."""
+    spec = local(builtin_dir)
+    ids = ids_of(engine, spec, "Write a short poem about the sea.")
+    done = engine.wait(engine.submit(spec, ids, SamplingParams(max_tokens=40, temperature=0)))
+    expected = reference(builtin_dir, None, ids, 40)
+    assert len(done.token_ids) >= 20 and done.token_ids == expected[: len(done.token_ids)]
+
+
+def test_the_fused_rms_norm_equals_llamas_op_by_op_one() -> None:
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    from tunesmith.infer.slots import _rms
+
+    torch.manual_seed(0)
+    norm = LlamaRMSNorm(576, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(576) * 0.2 + 1)
+    for dtype in (torch.bfloat16, torch.float32):
+        layer = norm.to(dtype)
+        x = (torch.randn(4, 3, 576) * 3).to(dtype)
+        assert torch.equal(_rms(x, layer.weight, 1e-5), layer(x))
+
+
+def test_one_row_linear_equals_the_batched_one() -> None:
+    from tunesmith.infer.slots import _linear
+
+    torch.manual_seed(0)
+    for dtype in (torch.bfloat16, torch.float32):
+        w = (torch.randn(960, 576) * 0.05).to(dtype)
+        x = torch.randn(1, 1, 576).to(dtype)
+        assert torch.equal(_linear(x, w), torch.nn.functional.linear(x, w))
+
+
 def test_a_prompt_longer_than_the_first_cache_length_grows_the_cache(
     engine, tiny_model_dir, reference
 ):

@@ -69,16 +69,15 @@ class Engine:
         max_batch: int = 16,
         device: str | None = None,
         merge_adapters: bool = False,
-        fast_decode: bool = False,
+        fast_decode: bool = True,
         quantize: str | None = None,
     ) -> None:
         """`merge_adapters`: serve each adapter from its own copy of the weights with the adapter
         merged in (the speed of a plain model, one extra copy of the weights per adapter) instead
         of attaching adapters to one shared base (multi-LoRA: any mix of adapters in one batch,
         ~1.5x slower decoding on a CPU, where PEFT's per-layer overhead dominates).
-        `fast_decode`: decode Llama-family models on the slot cache (infer/slots.py; opt-in
-        until it is measured: on the engine's thread its steps ran slower than when called
-        directly, see issue 14's note); False keeps transformers' own forward for every model.
+        `fast_decode`: decode Llama-family models on the slot cache (infer/slots.py), the
+        default; False keeps transformers' own forward (infer/batch.py) for every model.
         `quantize="int8"`: weight-only int8 on the slot path (opt-in; see infer/slots.py)."""
         self.max_batch = max_batch
         self.fast_decode = fast_decode
