@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+from tunesmith import atomic
 from tunesmith.evals.compare import Comparison
 from tunesmith.evals.metrics import TOOL_CALLS, tool_calls_in
 from tunesmith.evals.strategies import is_tuned
@@ -44,8 +45,9 @@ def write_report(comparison: Comparison, folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     data = comparison.to_dict()
     paths = {"json": folder / "report.json", "html": folder / "report.html"}
-    paths["json"].write_text(json.dumps(data, indent=2))
-    paths["html"].write_text(render_html(data))
+    # whole files only: the API serves them while another host may be writing them
+    atomic.write_text(paths["json"], json.dumps(data, indent=2))
+    atomic.write_text(paths["html"], render_html(data))
     return paths
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -25,6 +23,7 @@ from gguf import (
 )
 from gguf.quants import quant_shape_to_byte_shape, quantize
 
+from tunesmith.atomic import atomic_file
 from tunesmith.errors import TunesmithError
 from tunesmith.export.gguf_names import (
     ARCH,
@@ -244,21 +243,6 @@ def safetensors(model_dir: Path) -> Iterator[dict]:
     with ExitStack() as stack:
         handles = [stack.enter_context(safe_open(str(f), framework="pt")) for f in files]
         yield {name: handle.get_slice(name) for handle in handles for name in handle.keys()}  # noqa: SIM118 - safe_open is not iterable
-
-
-@contextmanager
-def atomic_file(target: Path) -> Iterator[Path]:
-    """A temporary file next to `target`, moved over it only when the block ends without error, so
-    an interrupted export never leaves a file that looks finished (same folder: os.replace is atomic)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-    os.close(fd)
-    partial = Path(name)
-    try:
-        yield partial
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def add_metadata(

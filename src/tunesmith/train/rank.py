@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tunesmith import atomic
+
 RANKS_FOLDER = "ranks"
 STOP_FILE = "stop-request"  # the supervisor's own reasons to stop (Ctrl-C, a server stopping)
 
@@ -88,9 +90,7 @@ def write_status(run_dir: Path, state: str, **extra: Any) -> None:
         "at": time.time(),
         **extra,
     }
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(record))
 
 
 def read_statuses(run_dir: Path) -> list[dict]:
