@@ -197,22 +197,48 @@ def test_int8_decoding_on_the_built_in_model_stays_close(builtin_dir) -> None:
         assert int8.token_ids == full.token_ids
 
 
+def peft_tokens_until_a_tie(
+    folder: Path, adapter: Path, ids: list[int], n: int
+) -> tuple[list[int], int]:
+    """PEFT's greedy tokens in the served dtype, and the first step whose best two logits are
+    within that dtype's rounding of each other (n when none is)."""
+    from peft import PeftModel
+
+    from tunesmith.models.hardware import inference_dtype
+
+    dtype = inference_dtype("cpu")
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(folder, dtype=dtype), str(adapter)
+    )
+    out = model.generate(
+        torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None,
+        pad_token_id=0, output_scores=True, return_dict_in_generate=True,
+    )  # fmt: skip
+    tie = n
+    for step, scores in enumerate(out.scores):
+        best, second = scores[0].float().topk(2).values.tolist()
+        if best - second <= torch.finfo(dtype).eps * abs(best):
+            tie = step
+            break
+    return out.sequences[0, len(ids) :].tolist(), tie
+
+
 @pytest.mark.slow
-def test_an_fp32_adapter_serves_on_the_bf16_built_in_model(
-    engine, builtin_dir, tmp_path, reference
-) -> None:
-    """Trained adapters are saved in fp32 and PEFT keeps them so on a bf16 base: the slot path
-    casts each adapter to the base's dtype (a trained model's first chat crashed it before)."""
+def test_an_fp32_adapter_serves_on_the_bf16_built_in_model(engine, builtin_dir, tmp_path) -> None:
+    """Trained adapters are saved in fp32 and PEFT keeps them so on a bf16 base, computing their
+    update in fp32: the slot path does the same (a trained model's first chat crashed it once),
+    and gives PEFT's tokens, for 24 of them."""
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(4)
     base = AutoModelForCausalLM.from_pretrained(builtin_dir, dtype=torch.float32)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+    config = LoraConfig(r=4, lora_alpha=2, target_modules="all-linear", init_lora_weights=False)
     get_peft_model(base, config).save_pretrained(tmp_path / "fp32")
     spec = local(builtin_dir, tmp_path / "fp32", "fp32")
     ids = ids_of(engine, spec, PROMPTS[2])
-    done = engine.wait(engine.submit(spec, ids, SamplingParams(max_tokens=8, temperature=0)))
-    assert done.finish_reason in ("length", "stop"), done
-    assert (
-        done.token_ids == reference(builtin_dir, tmp_path / "fp32", ids, 8)[: len(done.token_ids)]
-    )
+    done = engine.wait(engine.submit(spec, ids, SamplingParams(max_tokens=24, temperature=0)))
+    assert done.finish_reason == "length", done
+    expected, tie = peft_tokens_until_a_tie(builtin_dir, tmp_path / "fp32", ids, 24)
+    # Equal up to the first step where PEFT's own two best logits are one bf16 step apart: there
+    # fp32 rounding of the update (scaling folded into B, batched matmuls) may pick either.
+    assert tie >= 8 and done.token_ids[:tie] == expected[:tie], (tie, done.token_ids, expected)
