@@ -13,6 +13,7 @@ import pytest
 from tunesmith.jobs.recovery import (
     MAX_ATTEMPTS,
     audit,
+    pid_alive,
     recover,
     runner_died,
     task_runner_died,
@@ -158,3 +159,20 @@ def test_a_fault_while_watching_workers_is_retried_not_the_end_of_the_watch(monk
     finally:
         supervisor._stopping.set()
         watch.join(timeout=5)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombies are read from /proc")
+def test_a_dead_unreaped_worker_is_not_alive() -> None:
+    """A killed server's worker is reparented to pid 1, which in a container may never reap it:
+    still signalable, it must count as dead, or recovery waits for it forever."""
+    child = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child.pid}/stat").read_text().split(")")[-1].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    try:
+        os.kill(child.pid, 0)  # signalable: the old check called it alive
+        assert not pid_alive(child.pid)
+    finally:
+        child.wait()
+    assert pid_alive(os.getpid())

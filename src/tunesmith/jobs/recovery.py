@@ -40,7 +40,17 @@ def pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:  # alive, owned by someone else
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A dead process its parent has not reaped: still signalable, never running again. A worker
+    whose server was killed is reparented to pid 1, which in a container may never reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (macOS), or it just went
+        return False
+    return stat[stat.rindex(")") + 2 :].startswith("Z")
 
 
 def gone(
