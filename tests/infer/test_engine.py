@@ -26,6 +26,15 @@ def local(folder: Path, adapter: Path | None = None, name: str = "m") -> ModelSp
     )
 
 
+def on_a_fresh_loop(coro):
+    """`asyncio.run` on a thread of its own: the browser tests' sync Playwright leaves an event
+    loop running on the main thread, and these tests must not depend on running before them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 @pytest.fixture(scope="module")
 def adapters(tiny_model_dir, tmp_path_factory):
     """Two random LoRA adapters (B initialised non-zero, so each really changes the output)."""
@@ -164,7 +173,7 @@ def together(engine: Engine, spec: ModelSpec, runs: list) -> list:
         seqs = await engine.submit_async(spec, runs)
         return await asyncio.gather(*(engine.wait_async(s) for s in seqs), return_exceptions=True)
 
-    return asyncio.run(run())
+    return on_a_fresh_loop(run())
 
 
 @pytest.mark.parametrize("bad", BAD_ROWS.values(), ids=BAD_ROWS.keys())
@@ -216,7 +225,7 @@ def test_the_async_front_door_gives_what_the_threaded_one_gives(engine, tiny_mod
         first = [t for d in streamed for t in d.token_ids]
         return [first, *(c.token_ids for c in rest)]
 
-    assert asyncio.run(on_a_loop()) == threaded
+    assert on_a_fresh_loop(on_a_loop()) == threaded
 
 
 def test_a_cancelled_request_leaves_the_batch(engine, tiny_model_dir):
