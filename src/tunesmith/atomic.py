@@ -24,6 +24,8 @@ def atomic_file(target: Path) -> Iterator[Path]:
     partial = Path(name)
     try:
         yield partial
+        with partial.open("rb") as written:  # on disk before the name: a crash keeps one whole
+            os.fsync(written.fileno())
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from tunesmith.atomic import atomic_file
 from tunesmith.data.checks import check, record_key
 from tunesmith.data.readers import ReadResult, read
 from tunesmith.data.records import Record
@@ -63,23 +62,14 @@ def jsonl_lines(records: list[Record]) -> Iterator[str]:
 def write_jsonl(records: list[Record], path: str | Path) -> Path:
     """Write records as canonical OpenAI JSONL, one per line, replacing `path` in one step.
 
-    The lines go to a temporary file in the same folder, renamed over `path` at the end, so a
-    crash never leaves a half-written file where a good one was.
+    The lines go to a temporary file in the same folder, renamed over `path` at the end
+    (`atomic.atomic_file`), so a crash never leaves a half-written file where a good one was.
     """
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise TunesmithError(f"Cannot write {path}: {exc.strerror or exc}.", param="file") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+        with atomic_file(path) as partial, partial.open("w", encoding="utf-8", newline="\n") as f:
             f.writelines(jsonl_lines(records))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise TunesmithError(
             f"Cannot write {path}: {exc.strerror or exc}.",
             "Check the folder exists and is writable, and that the disk has room.",
