@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test lint format bench-train bench-serve bench-lora clean
+.PHONY: demo test lint format bench-train bench-serve bench-lora llama-server clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ lint: $(VENV)/.installed-dev
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# llama.cpp's llama-server for `serve --engine llamacpp`, the serving bench and the tests that run
+# the API on it: built once per machine from the llama-cpp-python sdist and cached under
+# ~/.cache/tunesmith (about 25 min on 2 cores; `make test` runs those tests only once it is built).
+llama-server: $(VENV)/.installed
+	$(BIN)/python -m tunesmith.infer.llama_server
 
 bench-train: $(VENV)/.installed-dev
 	$(BIN)/python bench/train_throughput.py

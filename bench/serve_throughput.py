@@ -23,12 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -38,8 +36,6 @@ HERE = Path(__file__).resolve()
 ORDERS = HERE.parents[1] / "src" / "tunesmith" / "tasks" / "orders"
 MODEL = "smollm2-135m-instruct"
 MAX_TOKENS = 64
-LLAMA_CPP_PYTHON = "0.3.36"  # the sdist whose vendored llama.cpp is built
-LLAMA_DIR = Path.home() / ".cache" / "tunesmith-bench" / f"llama-server-{LLAMA_CPP_PYTHON}"
 LLAMA_THREADS, LLAMA_SLOTS = 2, 8  # the issue's setup: both cores, 8 parallel sequences
 SLOT_CONTEXT = 512  # tokens per llama-server slot: the demo prompts are ~100, plus 64 generated
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")  # what decides fp32 or bf16 here
@@ -224,7 +220,9 @@ def measure(
 
 
 # --- tunesmith serve ------------------------------------------------------------------------------
-def tunesmith(messages: list[list[dict]], levels: list[int], fast_decode: bool) -> list[dict]:
+def tunesmith(
+    messages: list[list[dict]], levels: list[int], fast_decode: bool, engine: str = "builtin"
+) -> list[dict]:
     from tunesmith.settings import get_settings
 
     env = {
@@ -233,64 +231,28 @@ def tunesmith(messages: list[list[dict]], levels: list[int], fast_decode: bool) 
         # the built-in model converted once (by the baseline), not again in each fresh home
         "TUNESMITH_MODELS_CACHE": str(get_settings().models_dir),
         "TUNESMITH_FAST_DECODE": "1" if fast_decode else "0",
+        "TUNESMITH_ENGINE": engine,
     }
     cli = str(Path(sys.executable).parent / "tunesmith")
     command = [cli, "serve", "--port", "{port}", "--workers", "0", "--max-batch", "16"]
     name = "tunesmith, slot cache" if fast_decode else "tunesmith, transformers fwd"
+    if engine == "llamacpp":  # the same max_batch: 16 llama-server slots behind tunesmith's API
+        name = "tunesmith --engine llamacpp"
     return measure(command, env, name, messages, levels)
 
 
 # --- llama.cpp's llama-server ---------------------------------------------------------------------
 def build_llama_server() -> Path | None:
-    """llama-server from the llama.cpp that llama-cpp-python's sdist vendors, built once with
-    this CPU's instructions (GGML_NATIVE) and cached; None, with the reason printed, where it
-    cannot be built here."""
-    binary = LLAMA_DIR / "llama-server"
-    if binary.exists():
-        return binary
-    missing = [tool for tool in ("cmake", "cc", "c++") if shutil.which(tool) is None]
-    if missing:
-        print(f"llama-server baseline skipped: no {', '.join(missing)} on PATH\n")
+    """tunesmith's own llama-server (infer/llama_server.py: found, or built once and cached);
+    None, with the reason printed, where it cannot be built here."""
+    from tunesmith.errors import TunesmithError
+    from tunesmith.infer import llama_server
+
+    try:
+        return llama_server.find() or llama_server.build()
+    except TunesmithError as exc:
+        print(f"llama-server baseline skipped: {exc.message}\n")
         return None
-    print(f"building llama-server from the llama-cpp-python {LLAMA_CPP_PYTHON} sdist, once ...")
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bench-llama-") as tmp:
-        work, build = Path(tmp), Path(tmp) / "build"
-        # --no-binary for this package only: its build requirements (only read for the
-        # metadata, here) still come as wheels
-        if not _step(
-            sys.executable, "-m", "pip", "download", "--no-binary", "llama-cpp-python", "--no-deps",
-            f"llama-cpp-python=={LLAMA_CPP_PYTHON}", "-d", str(work), "--quiet",
-        ):  # fmt: skip
-            return None
-        (sdist,) = work.glob("llama_cpp_python-*.tar.gz")
-        with tarfile.open(sdist) as tar:
-            tar.extractall(work, filter="data")
-        (source,) = work.glob("llama_cpp_python-*/vendor/llama.cpp")
-        # Static libraries: the one binary is all the cache keeps. No web UI (its prebuilt
-        # assets are a download) and no HTTPS: the bench talks to it over loopback HTTP.
-        if not _step(
-            "cmake", "-S", str(source), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
-            "-DLLAMA_BUILD_SERVER=ON", "-DGGML_NATIVE=ON", "-DLLAMA_CURL=OFF",
-            "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_OPENSSL=OFF",
-        ) or not _step(
-            "cmake", "--build", str(build), "--target", "llama-server",
-            "-j", str(os.cpu_count() or 2),
-        ):  # fmt: skip
-            return None
-        LLAMA_DIR.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(build / "bin" / "llama-server", binary)
-    print(f"built in {time.perf_counter() - started:.0f} s, cached as {binary}\n")
-    return binary
-
-
-def _step(*command: str) -> bool:
-    """Run one build step; on failure print why (the output's tail) and say so."""
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        print(f"llama-server baseline skipped: `{' '.join(command[:4])} ...` failed:\n"
-              f"{(done.stdout + done.stderr)[-2000:]}\n")  # fmt: skip
-    return done.returncode == 0
 
 
 def gguf_quantisation(path: Path) -> str:
@@ -302,7 +264,8 @@ def gguf_quantisation(path: Path) -> str:
     return gguf.LlamaFileType(int(field.parts[field.data[0]][0])).name
 
 
-def llama_server(binary: Path, messages: list[list[dict]], levels: list[int]) -> list[dict]:
+def llama_server_run(binary: Path, messages: list[list[dict]], levels: list[int]) -> list[dict]:
+    from tunesmith.infer import llama_server
     from tunesmith.models.catalog import BUILTINS
     from tunesmith.models.loading import package_folder
 
@@ -314,12 +277,8 @@ def llama_server(binary: Path, messages: list[list[dict]], levels: list[int]) ->
     command = [
         str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", "{port}",
         "-t", str(LLAMA_THREADS), "-np", str(LLAMA_SLOTS), "-c", str(LLAMA_SLOTS * SLOT_CONTEXT),
+        *llama_server.cpu_args(),
     ]  # fmt: skip
-    if "amx_tile" in Path("/proc/cpuinfo").read_text():
-        # Repacking puts Q4 weights on the AMX kernels; where the CPU lists AMX but the kernel
-        # or sandbox does not grant its tile state (this machine kind), the first matmul dies
-        # with SIGILL (`tilezero`). Without repacking it runs the AVX-512 kernels.
-        command.append("--no-repack")
     return measure(command, dict(os.environ), "llama-server", messages, levels)
 
 
@@ -365,8 +324,10 @@ def main() -> None:
           f"max_tokens {MAX_TOKENS}, at {', '.join(map(str, levels))} in flight")  # fmt: skip
     binary = None if args.no_llama_server else build_llama_server()
     base = plain_generate(messages)
-    rows = llama_server(binary, messages, levels) if binary else []
+    rows = llama_server_run(binary, messages, levels) if binary else []
     rows += tunesmith(messages, levels, fast_decode=True)
+    if binary:
+        rows += tunesmith(messages, levels, fast_decode=True, engine="llamacpp")
     if not args.no_transformers:
         rows += tunesmith(messages, levels, fast_decode=False)
     print()

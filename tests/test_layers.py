@@ -21,7 +21,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "data": {"models"},
     "store": {"models"},
     "train": {"models", "data", "store", "infer", "graders"},
-    "infer": {"models", "data"},
+    "infer": {"models", "data", "export"},
     "graders": {"models", "data", "infer"},
     "export": {"models", "data"},
     "jobs": {"models", "data", "store", "train", "export", "graders"},

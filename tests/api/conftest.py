@@ -21,6 +21,10 @@ home is the test's TUNESMITH_HOME (the autouse `tunesmith_home` fixture), so a t
 same store with `open_store()` to arrange or inspect state. Several servers may run in one test; each
 is shut down cleanly (lifespan included: the Supervisor stops its workers) when the test ends, after
 the clients made with `client` are closed. `sdk` is `client(serve())` for the common case.
+
+A test that asks for `engine` runs once per engine (TUNESMITH_ENGINE for the servers it starts):
+the API's decoding contract is the same on tunesmith's own and on llama.cpp's. A test that pins
+`@pytest.mark.parametrize("engine", ["builtin"], indirect=True)` looks inside the builtin one.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from collections.abc import Callable, Iterator
 
 import openai
 import pytest
+
+from tunesmith.infer import llama_server
+from tunesmith.infer.engine import ENGINES
 
 CLIENT_TIMEOUT = 60.0  # a hung request fails the test instead of waiting the SDK's 600 s
 
@@ -56,3 +63,15 @@ def client(serve) -> Iterator[Callable[..., openai.OpenAI]]:
 def sdk(serve, client) -> openai.OpenAI:
     """The SDK on a fresh server with no workers and no auth: jobs wait in the queue."""
     return client(serve())
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The engine this test's servers decode on."""
+    if request.param == "llamacpp" and llama_server.find() is None:
+        pytest.skip(
+            "no llama-server on this machine: `make llama-server` builds it once (about 25 min "
+            "on 2 cores), or set TUNESMITH_LLAMA_SERVER"
+        )
+    monkeypatch.setenv("TUNESMITH_ENGINE", request.param)
+    return request.param

@@ -9,8 +9,8 @@ PROMPT = "Once upon a time"
 
 
 @pytest.fixture
-def sdk(serve, client, tiny_model_dir) -> openai.OpenAI:
-    """The SDK on a server that may serve the tiny model's folder."""
+def sdk(serve, client, tiny_model_dir, engine) -> openai.OpenAI:
+    """The SDK on a server that may serve the tiny model's folder, on each engine."""
     return client(serve(model_dirs=[tiny_model_dir]))
 
 

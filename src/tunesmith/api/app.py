@@ -28,14 +28,17 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from tunesmith.evals.queued import run_queued_comparison
-        from tunesmith.infer.engine import Engine
+        from tunesmith.infer.engine import open_engine
         from tunesmith.jobs.exports import run_queued_export
         from tunesmith.jobs.worker import Supervisor
         from tunesmith.store import open_store
 
         app.state.store = open_store(settings)
-        app.state.engine = Engine(
-            max_batch=max_batch, fast_decode=settings.fast_decode, quantize=settings.quantize
+        app.state.engine = open_engine(
+            settings.engine,
+            max_batch,
+            fast_decode=settings.fast_decode,
+            quantize=settings.quantize,
         )
         # Comparisons run in the same workers; evals/ is above jobs/, so the runner is passed in.
         runners = {"comparisons": run_queued_comparison, "exports": run_queued_export}

@@ -20,7 +20,7 @@ from tunesmith.data.render import (
     template_supports_tools,
 )
 from tunesmith.errors import TunesmithError
-from tunesmith.infer.engine import Engine
+from tunesmith.infer.engine import EngineFront
 from tunesmith.infer.generation import Completion, Generation
 from tunesmith.infer.sampling import TokenLogprob
 from tunesmith.infer.tools import call_id, parse_tool_calls
@@ -30,7 +30,7 @@ DEFAULT_MAX_TOKENS = 2048
 
 
 async def create(
-    request: Request, store: Store, engine: Engine, req: ChatCompletionRequest
+    request: Request, store: Store, engine: EngineFront, req: ChatCompletionRequest
 ) -> dict | StreamingResponse:
     """The chat completion, whole or as a stream of chunks."""
     prep = await run_in_threadpool(prepare, store, engine, req)  # blocking: off the loop
@@ -117,7 +117,7 @@ def _forced_prefix(req: ChatCompletionRequest, hermes: bool) -> str:
     return f'{TOOL_CALL_OPEN}{{"name": "'
 
 
-def prepare(store: Store, engine: Engine, req: ChatCompletionRequest) -> Prepared:
+def prepare(store: Store, engine: EngineFront, req: ChatCompletionRequest) -> Prepared:
     """Model by name, messages to prompt tokens, tools to guided decoding; blocking (the store,
     the tokenizer, a model's first load)."""
     spec = store.models.resolve(req.model)
@@ -212,7 +212,7 @@ def _choice(prep: Prepared, index: int, done: Completion, logprobs: bool) -> dic
 
 
 async def _chunks(
-    engine: Engine, prep: Prepared, logprobs: bool, index: int, seq: Generation
+    engine: EngineFront, prep: Prepared, logprobs: bool, index: int, seq: Generation
 ) -> AsyncIterator[dict]:
     """One choice's chunks: the role, then content deltas (or the tool calls, known only once
     the answer is whole), then the finish reason."""

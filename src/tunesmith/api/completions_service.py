@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tunesmith.api import serving
 from tunesmith.api.protocol.chat import CompletionRequest
-from tunesmith.infer.engine import Engine
+from tunesmith.infer.engine import EngineFront
 from tunesmith.infer.generation import Completion, Generation
 from tunesmith.infer.sampling import TokenLogprob
 from tunesmith.store import Store
@@ -26,7 +26,7 @@ class Prepared:
 
 
 async def create(
-    request: Request, store: Store, engine: Engine, req: CompletionRequest
+    request: Request, store: Store, engine: EngineFront, req: CompletionRequest
 ) -> dict | StreamingResponse:
     """The text completion, whole or as a stream of chunks; choices are prompt by prompt, n each."""
     prep = await run_in_threadpool(prepare, store, engine, req)  # blocking: off the loop
@@ -43,7 +43,7 @@ async def create(
     )
 
 
-def prepare(store: Store, engine: Engine, req: CompletionRequest) -> Prepared:
+def prepare(store: Store, engine: EngineFront, req: CompletionRequest) -> Prepared:
     """Model by name, each prompt tokenized and checked against it; blocking (the store, the
     tokenizer, a model's first load)."""
     spec = store.models.resolve(req.model)
@@ -77,7 +77,7 @@ def _choice(prep: Prepared, req: CompletionRequest, index: int, done: Completion
 
 
 async def _chunks(
-    engine: Engine, prep: Prepared, req: CompletionRequest, index: int, seq: Generation
+    engine: EngineFront, prep: Prepared, req: CompletionRequest, index: int, seq: Generation
 ) -> AsyncIterator[dict]:
     """One choice's chunks: the echoed prompt first when asked, then the text as it comes, each
     chunk with the logprobs of its own tokens."""

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from tunesmith.infer.engine import Engine
+from tunesmith.infer.engine import EngineFront
 from tunesmith.settings import Settings
 from tunesmith.store import Store
 
@@ -17,7 +17,7 @@ def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def get_engine(request: Request) -> Engine:
+def get_engine(request: Request) -> EngineFront:
     return request.app.state.engine
 
 
@@ -26,5 +26,5 @@ def get_settings(request: Request) -> Settings:
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
-EngineDep = Annotated[Engine, Depends(get_engine)]
+EngineDep = Annotated[EngineFront, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

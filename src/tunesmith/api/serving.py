@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from tunesmith.api.protocol.chat import DecodingRequest
 from tunesmith.errors import TunesmithError, error_body
 from tunesmith.ids import new_id
-from tunesmith.infer.engine import Engine, Limits, Run
+from tunesmith.infer.engine import EngineFront, Limits, Run
 from tunesmith.infer.generation import Completion, Generation
 from tunesmith.infer.sampling import SamplingParams
 from tunesmith.models.spec import ModelSpec
@@ -121,7 +121,7 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
 
 async def complete(
     request: Request,
-    engine: Engine,
+    engine: EngineFront,
     work: Work,
     head: dict,
     choice: Callable[[int, Completion], dict],
@@ -137,7 +137,7 @@ async def complete(
 
 
 async def _wait_while_connected(
-    request: Request, engine: Engine, seqs: list[Generation]
+    request: Request, engine: EngineFront, seqs: list[Generation]
 ) -> list[Completion]:
     """Every sequence's completion; if the client disconnects first, their rows are freed."""
 
@@ -159,7 +159,7 @@ async def _wait_while_connected(
 
 
 def stream(
-    engine: Engine, work: Work, head: dict, chunks: ChoiceChunks, include_usage: bool
+    engine: EngineFront, work: Work, head: dict, chunks: ChoiceChunks, include_usage: bool
 ) -> StreamingResponse:
     """The answer as server-sent events: `chunks(index, sequence)` gives each choice's deltas."""
     events = _events(engine, work, head, chunks, include_usage)
@@ -171,7 +171,7 @@ def sse(data: dict | str) -> str:
 
 
 async def _events(
-    engine: Engine, work: Work, head: dict, chunks: ChoiceChunks, include_usage: bool
+    engine: EngineFront, work: Work, head: dict, chunks: ChoiceChunks, include_usage: bool
 ) -> AsyncIterator[str]:
     """Choice after choice (they decode together), the usage chunk when asked, then `[DONE]`.
 

@@ -58,6 +58,14 @@ def serve_command(
             help="Serve /docs and /openapi.json without a key. Also TUNESMITH_PUBLIC_DOCS=1.",
         ),
     ] = False,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="What decodes requests: builtin (tunesmith's own, the default) or llamacpp "
+            "(llama.cpp's llama-server on GGUF weights, each adapter a GGUF LoRA; built once "
+            "from source when it is not on PATH, `make llama-server`). Also TUNESMITH_ENGINE.",
+        ),
+    ] = None,
     quantize: Annotated[
         str | None,
         typer.Option(
@@ -76,11 +84,16 @@ def serve_command(
     from tunesmith.settings import get_settings
 
     settings = get_settings()
-    if quantize not in (None, "int8"):
-        from tunesmith.errors import TunesmithError
+    from tunesmith.errors import TunesmithError
+    from tunesmith.infer.engine import ENGINES
 
+    if quantize not in (None, "int8"):
         raise TunesmithError(
             f"--quantize {quantize!r} is not a choice.", "Use --quantize int8, or leave it out."
+        )
+    if engine not in (None, *ENGINES):
+        raise TunesmithError(
+            f"--engine {engine!r} is not a choice.", f"Use one of {', '.join(ENGINES)}."
         )
     hosts = allowed_host or settings.allowed_hosts
     # The name bound to is a name clients put in Host; the wildcard addresses are no one's name.
@@ -90,6 +103,7 @@ def serve_command(
         "hub_models": hub_models,
         "public_docs": public_docs,
         "quantize": quantize,
+        "engine": engine,
         "allowed_hosts": hosts if host in WILDCARDS else [*hosts, host],
     }
     # A flag given overrides its TUNESMITH_* variable; one not given leaves it be.

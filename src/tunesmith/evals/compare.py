@@ -27,7 +27,7 @@ from tunesmith.models.catalog import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from tunesmith.evals.metrics import MetricResult
-    from tunesmith.infer.engine import Engine
+    from tunesmith.infer.engine import EngineFront
     from tunesmith.models.spec import ModelSpec
     from tunesmith.store import Store
     from tunesmith.train.config import SFTConfig
@@ -178,7 +178,7 @@ def _training(store: Store, spec: ModelSpec) -> dict | None:
 def run_comparison(
     config: CompareConfig,
     store: Store,
-    engine: Engine,
+    engine: EngineFront,
     progress: ProgressFn | None = None,
     train_now: TrainFn | None = None,
 ) -> Comparison:
@@ -406,7 +406,7 @@ def _training_cost(training: dict, prices) -> float:
     return (training["trained_tokens"] or 0) * prices.training / 1e6
 
 
-def _probe(engine: Engine, models: dict[str, ModelSpec], report) -> dict:
+def _probe(engine: EngineFront, models: dict[str, ModelSpec], report) -> dict:
     """General ability before and after: the bundled probe set, for the base ("base") and each
     fine-tuned row."""
     from tunesmith.evals.metrics import bootstrap_ci

@@ -10,7 +10,7 @@ import numpy as np
 
 from tunesmith.data.records import Message
 from tunesmith.data.render import encode_prompt
-from tunesmith.infer.engine import Engine
+from tunesmith.infer.engine import EngineFront
 from tunesmith.infer.sampling import SamplingParams
 from tunesmith.models.spec import ModelSpec
 
@@ -35,7 +35,7 @@ class Measured:
 
 
 def answer_all(
-    engine: Engine,
+    engine: EngineFront,
     spec: ModelSpec,
     prompts: list[list[Message]],
     params: SamplingParams,
@@ -51,7 +51,7 @@ def answer_all(
     tokenizer = engine.tokenizer(spec)
     offered = tools or [None] * len(prompts)
     encoded = [encode_prompt(tokenizer, p, t) for p, t in zip(prompts, offered, strict=True)]
-    engine.load(spec)  # loading is not part of any request's latency
+    engine.warm(spec)  # loading is not part of any request's latency
     outputs: list[str] = [""] * len(prompts)
     completion: list[int] = [0] * len(prompts)
     latency: list[float] = [0.0] * len(prompts)

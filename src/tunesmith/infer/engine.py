@@ -10,6 +10,7 @@ import logging
 import queue
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -56,7 +57,77 @@ class Limits:
 Run = tuple[list[int], SamplingParams]  # one sequence to generate: prompt token ids, settings
 
 
-class Engine:
+def stop_ids_of(tokenizer, eos: int | list[int] | None) -> set[int]:
+    """The tokens that end an answer: the tokenizer's end and the model's generation config's."""
+    stop_ids = {tokenizer.eos_token_id}
+    stop_ids |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    stop_ids.discard(None)
+    return stop_ids
+
+
+class EngineFront(ABC):
+    """What every engine offers its callers (the API, chat, compare): requests in, Generations
+    out, read the same way whichever engine decodes them."""
+
+    max_batch: int
+
+    @abstractmethod
+    def limits(self, spec: ModelSpec) -> Limits: ...
+
+    @abstractmethod
+    def tokenizer(self, spec: ModelSpec): ...
+
+    @abstractmethod
+    def submit(self, spec: ModelSpec, prompt_ids: list[int], params: SamplingParams) -> Generation:
+        """Queue one request; read it with `stream` or `wait` (from a plain thread)."""
+
+    @abstractmethod
+    async def submit_async(self, spec: ModelSpec, runs: list[Run]) -> list[Generation]:
+        """Queue requests from a coroutine; read them with `stream_async` or `wait_async`."""
+
+    @abstractmethod
+    def warm(self, spec: ModelSpec) -> None:
+        """Load `spec` now, so that no request's latency includes loading it."""
+
+    @abstractmethod
+    def close(self, timeout: float = 30.0) -> None: ...
+
+    def stream(self, seq: Generation) -> Iterator[Delta]:
+        while True:
+            delta = _unwrap(seq.deltas.get())
+            yield delta
+            if delta.finish_reason is not None:
+                return
+
+    async def stream_async(self, seq: Generation) -> AsyncIterator[Delta]:
+        while True:
+            delta = _unwrap(await seq.deltas.get())
+            yield delta
+            if delta.finish_reason is not None:
+                return
+
+    def wait(self, seq: Generation) -> Completion:
+        for _ in self.stream(seq):
+            pass
+        return seq.completion()
+
+    async def wait_async(self, seq: Generation) -> Completion:
+        async for _ in self.stream_async(seq):
+            pass
+        return seq.completion()
+
+    def chat(
+        self,
+        spec: ModelSpec,
+        messages: list[Message],
+        params: SamplingParams,
+        tools: list[dict] | None = None,
+    ) -> Completion:
+        prompt = encode_prompt(self.tokenizer(spec), messages, tools)
+        return self.wait(self.submit(spec, prompt, params))
+
+
+class Engine(EngineFront):
     """Thread-safe front: `submit` from any thread, `submit_async` from a coroutine. Loading and
     decoding run on the torch thread (models/threads.py): the scheduler loop is queued there
     whenever there is work."""
@@ -98,6 +169,9 @@ class Engine:
         """The loaded model for `spec` and the adapter name to use (None: no adapter switch)."""
         return self._on_torch_thread(lambda: self._load_now(spec))
 
+    def warm(self, spec: ModelSpec) -> None:
+        self.load(spec)
+
     def _load_now(self, spec: ModelSpec) -> tuple[Loaded, str | None]:
         from tunesmith.models.loading import weights_folder
 
@@ -127,10 +201,7 @@ class Engine:
             )
             model = load_model(base_spec, dtype=inference_dtype(device), device=device)
         tokenizer = load_tokenizer(spec)
-        stop_ids = {tokenizer.eos_token_id}
-        eos = getattr(model.generation_config, "eos_token_id", None)
-        stop_ids |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        stop_ids.discard(None)
+        stop_ids = stop_ids_of(tokenizer, getattr(model.generation_config, "eos_token_id", None))
         loaded = Loaded(model=model, tokenizer=tokenizer, device=device, stop_ids=stop_ids)
         if self.fast_decode and slots.supported(model):
             batch = SlotBatch(model, device, tokenizer.pad_token_id, quantize=self.quantize)
@@ -171,7 +242,6 @@ class Engine:
 
     # --- requests --------------------------------------------------------------------------------
     def submit(self, spec: ModelSpec, prompt_ids: list[int], params: SamplingParams) -> Generation:
-        """Queue one request; read it with `stream` or `wait` (from a plain thread)."""
         return self._on_torch_thread(lambda: self._enqueue(spec, [(prompt_ids, params)], None))[0]
 
     async def submit_async(self, spec: ModelSpec, runs: list[Run]) -> list[Generation]:
@@ -201,40 +271,6 @@ class Engine:
             self._waiting.put((loaded, seq))
         self._kick()
         return seqs
-
-    def stream(self, seq: Generation) -> Iterator[Delta]:
-        while True:
-            delta = _unwrap(seq.deltas.get())
-            yield delta
-            if delta.finish_reason is not None:
-                return
-
-    async def stream_async(self, seq: Generation) -> AsyncIterator[Delta]:
-        while True:
-            delta = _unwrap(await seq.deltas.get())
-            yield delta
-            if delta.finish_reason is not None:
-                return
-
-    def wait(self, seq: Generation) -> Completion:
-        for _ in self.stream(seq):
-            pass
-        return seq.completion()
-
-    async def wait_async(self, seq: Generation) -> Completion:
-        async for _ in self.stream_async(seq):
-            pass
-        return seq.completion()
-
-    def chat(
-        self,
-        spec: ModelSpec,
-        messages: list[Message],
-        params: SamplingParams,
-        tools: list[dict] | None = None,
-    ) -> Completion:
-        prompt = encode_prompt(self.tokenizer(spec), messages, tools)
-        return self.wait(self.submit(spec, prompt, params))
 
     # --- the scheduler ---------------------------------------------------------------------------
     def _on_torch_thread(self, fn: Callable[[], T]) -> T:
@@ -371,3 +407,18 @@ def _cancel_queued(future: Future[list[Generation]]) -> None:
     if not future.cancelled() and future.exception() is None:
         for seq in future.result():
             seq.cancel()
+
+
+ENGINES = ("builtin", "llamacpp")
+
+
+def open_engine(name: str, max_batch: int = 16, **builtin_options) -> EngineFront:
+    """The engine called `name`: "builtin" (tunesmith's own, `Engine`, given `builtin_options`) or
+    "llamacpp" (llama.cpp's llama-server, infer/llamacpp.py)."""
+    if name == "llamacpp":
+        from tunesmith.infer.llamacpp import LlamaCppEngine
+
+        return LlamaCppEngine(max_batch=max_batch)
+    if name != "builtin":
+        raise TunesmithError(f"No engine is called {name!r}.", f"Use one of {', '.join(ENGINES)}.")
+    return Engine(max_batch=max_batch, **builtin_options)
