@@ -178,6 +178,19 @@ def test_usage_errors_print_no_traceback(args, named):
 # --- bad input: one error, exit 1 -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("command", "flag", "named"),
+    [
+        ("serve", ["--engine", "vllm"], "builtin, llamacpp"),
+        ("serve", ["--quantize", "int4"], "--quantize int8"),
+        ("compare", ["--train", "t.jsonl", "--test", "t.jsonl", "--quantize", "fp8"], "int8"),
+    ],
+    ids=["serve-engine", "serve-quantize", "compare-quantize"],
+)
+def test_engine_choices_are_refused_before_anything_loads(command, flag, named):
+    refused(tunesmith(command, *flag), "is not a choice", named)
+
+
 def test_missing_file(tmp_path):
     refused(tunesmith("data", "convert", "nope.jsonl", "out.jsonl", cwd=tmp_path), "nope.jsonl")
     assert not (tmp_path / "out.jsonl").exists()

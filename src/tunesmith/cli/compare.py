@@ -148,6 +148,13 @@ def compare_command(
             "and say whether more data would help.",
         ),
     ] = False,
+    quantize: Annotated[
+        str | None,
+        typer.Option(
+            help="int8: answer with weight-only int8 decoding, as `serve --quantize int8` "
+            "would (compare a run without it to see what it costs your task)."
+        ),
+    ] = None,
 ) -> None:
     """Measure zero-shot, few-shot, retrieval-augmented prompting and the fine-tuned model on the
     same held-out examples, and say whether fine-tuning is worth it.
@@ -161,7 +168,9 @@ def compare_command(
     from tunesmith.cli.store import store
     from tunesmith.errors import TunesmithError
     from tunesmith.evals.compare import CompareConfig
+    from tunesmith.infer.engine import check_quantize
 
+    check_quantize(quantize)
     try:
         config = CompareConfig(
             train=train, test=test, model=model, fine_tuned=fine_tuned, train_now=train_now_flag,
@@ -174,7 +183,7 @@ def compare_command(
             f"--{first['loc'][0]}: {first['msg']}.", param=str(first["loc"][0])
         ) from None
     folder = out_dir or store().settings.root / "comparisons" / time.strftime("%Y%m%d-%H%M%S")
-    data, paths = compare(config, folder)
+    data, paths = compare(config, folder, quantize=quantize)
     print_comparison(data, paths)
 
 
@@ -194,14 +203,14 @@ def print_curve(curve: dict) -> None:
     out.print(Text.assemble(("Would more data help? ", "bold"), curve["verdict"]))
 
 
-def compare(config, folder: Path) -> tuple[dict, dict]:
+def compare(config, folder: Path, quantize: str | None = None) -> tuple[dict, dict]:
     from tunesmith.cli.store import store
     from tunesmith.evals.compare import run_comparison
     from tunesmith.evals.report import write_report
     from tunesmith.infer.engine import Engine
 
     # The fine-tuned model is served merged, as it would be deployed (see Engine).
-    engine = Engine(max_batch=16, merge_adapters=True)
+    engine = Engine(max_batch=16, merge_adapters=True, quantize=quantize)
     try:
         with stage_bars() as report:
             result = run_comparison(config, store(), engine, report, train_now=train_now)

@@ -85,12 +85,9 @@ def serve_command(
 
     settings = get_settings()
     from tunesmith.errors import TunesmithError
-    from tunesmith.infer.engine import ENGINES
+    from tunesmith.infer.engine import ENGINES, check_quantize
 
-    if quantize not in (None, "int8"):
-        raise TunesmithError(
-            f"--quantize {quantize!r} is not a choice.", "Use --quantize int8, or leave it out."
-        )
+    check_quantize(quantize)
     if engine not in (None, *ENGINES):
         raise TunesmithError(
             f"--engine {engine!r} is not a choice.", f"Use one of {', '.join(ENGINES)}."

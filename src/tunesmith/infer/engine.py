@@ -57,6 +57,14 @@ class Limits:
 Run = tuple[list[int], SamplingParams]  # one sequence to generate: prompt token ids, settings
 
 
+def check_quantize(quantize: str | None) -> None:
+    """--quantize's one choice, checked before anything loads."""
+    if quantize not in (None, "int8"):
+        raise TunesmithError(
+            f"--quantize {quantize!r} is not a choice.", "Use --quantize int8, or leave it out."
+        )
+
+
 def stop_ids_of(tokenizer, eos: int | list[int] | None) -> set[int]:
     """The tokens that end an answer: the tokenizer's end and the model's generation config's."""
     stop_ids = {tokenizer.eos_token_id}
