@@ -436,7 +436,8 @@ def test_a_client_that_disconnects_frees_its_rows(sdk, tiny, submitted, leave):
 THREAD_POOL = 40  # anyio's default: the threads the server's plain `def` routes run on
 
 
-@pytest.mark.parametrize("engine", ["builtin"], indirect=True)  # its batch's internals
+# the llamacpp engine reads each request's stream from llama-server on a thread of its own
+@pytest.mark.parametrize("engine", ["builtin"], indirect=True)
 def test_requests_in_flight_hold_no_threads(sdk, tiny, submitted):
     """More slow requests in flight than the server has pool threads; a job listing (a `def`
     route, run on the pool) still answers at once. (Each waiting request once held a thread.)"""

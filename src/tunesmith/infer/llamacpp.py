@@ -15,6 +15,7 @@ then stops.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import http.client
 import json
@@ -149,6 +150,10 @@ class LlamaCppEngine(EngineFront):
         self._bases: dict[str, Base] = {}
         self._lock = threading.Lock()  # guards _bases and each base's server and adapters
         self._closed = False
+        # llama-server processes outlive a tunesmith that exits without closing its engine (a
+        # SIGKILL still orphans them: PR_SET_PDEATHSIG follows the thread that started one, and
+        # requests start them from passing threads)
+        atexit.register(self.close)
 
     # --- models ----------------------------------------------------------------------------------
     def _base(self, spec: ModelSpec) -> Base:
@@ -235,6 +240,7 @@ class LlamaCppEngine(EngineFront):
         return seqs
 
     def close(self, timeout: float = 30.0) -> None:
+        atexit.unregister(self.close)
         with self._lock:
             self._closed = True
             for base in self._bases.values():
