@@ -62,8 +62,8 @@ def serve_command(
         str | None,
         typer.Option(
             help="What decodes requests: builtin (tunesmith's own, the default) or llamacpp "
-            "(llama.cpp's llama-server on GGUF weights, each adapter a GGUF LoRA; built once "
-            "from source when it is not on PATH, `make llama-server`). Also TUNESMITH_ENGINE.",
+            "(llama.cpp's llama-server on GGUF weights, each adapter a GGUF LoRA; build it once "
+            "with `make llama-server`). Also TUNESMITH_ENGINE.",
         ),
     ] = None,
     quantize: Annotated[
@@ -92,6 +92,10 @@ def serve_command(
         raise TunesmithError(
             f"--engine {engine!r} is not a choice.", f"Use one of {', '.join(ENGINES)}."
         )
+    if (engine or settings.engine) == "llamacpp":
+        from tunesmith.infer import llama_server
+
+        llama_server.require()  # before the server starts, not at its first request
     hosts = allowed_host or settings.allowed_hosts
     # The name bound to is a name clients put in Host; the wildcard addresses are no one's name.
     flags = {

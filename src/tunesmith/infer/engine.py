@@ -77,13 +77,13 @@ class EngineFront(ABC):
     """What every engine offers its callers (the API, chat, compare): requests in, Generations
     out, read the same way whichever engine decodes them."""
 
-    max_batch: int
-
     @abstractmethod
     def limits(self, spec: ModelSpec) -> Limits: ...
 
-    @abstractmethod
-    def tokenizer(self, spec: ModelSpec): ...
+    def tokenizer(self, spec: ModelSpec):
+        from tunesmith.models.loading import load_tokenizer
+
+        return load_tokenizer(spec)
 
     @abstractmethod
     def submit(self, spec: ModelSpec, prompt_ids: list[int], params: SamplingParams) -> Generation:
@@ -242,11 +242,6 @@ class Engine(EngineFront):
         context = int(getattr(config, "max_position_embeddings", 2048) or 2048)
         scored = int(getattr(config, "vocab_size", 0) or len(loaded.tokenizer))
         return Limits(context=context, vocab=min(scored, len(loaded.tokenizer)))
-
-    def tokenizer(self, spec: ModelSpec):
-        from tunesmith.models.loading import load_tokenizer
-
-        return load_tokenizer(spec)
 
     # --- requests --------------------------------------------------------------------------------
     def submit(self, spec: ModelSpec, prompt_ids: list[int], params: SamplingParams) -> Generation:

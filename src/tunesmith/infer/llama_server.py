@@ -59,6 +59,18 @@ def find() -> Path | None:
     return BUILT if BUILT.exists() else None
 
 
+def require() -> Path:
+    """The binary to run, or a TunesmithError saying how to get one."""
+    binary = find()
+    if binary is None:
+        raise TunesmithError(
+            "The llamacpp engine needs llama-server, and none is built on this machine.",
+            f"Run `make llama-server` once (about 8 minutes on 2 cores), or point {ENV} at a "
+            "llama-server binary.",
+        )
+    return binary
+
+
 def cpu_args() -> list[str]:
     """Flags this CPU needs. Repacking puts Q4 weights on the AMX kernels; where the CPU lists AMX
     but the kernel or sandbox does not grant its tile state (seen on this project's bf16 machine

@@ -23,7 +23,6 @@ import logging
 import os
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,9 +47,10 @@ class LlamaServer:
     def __init__(
         self, gguf: Path, adapters: list[Path], slots: int, context: int, logs: Path
     ) -> None:
-        binary = llama_server.find()
-        if binary is None:
-            binary = llama_server.build(log.warning)
+        # Never built here: a request would wait minutes for the compiler, holding the engine's
+        # lock; `serve --engine llamacpp` refuses to start without one.
+        binary = llama_server.require()
+        self.adapters = len(adapters)  # the `lora` list of a request to this process
         self.port = _free_port()
         self.in_flight = 0
         self.retired = False
@@ -80,13 +80,15 @@ class LlamaServer:
                     f"{self.log_file.read_text(errors='replace')[-2000:]}",
                     "Serve this model with --engine builtin, or fix the cause above.",
                 )
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
                 conn.request("GET", "/health")
                 if conn.getresponse().status == 200:
                     return
             except OSError:
                 pass
+            finally:
+                conn.close()
             if time.monotonic() > deadline:
                 self.stop()
                 raise TunesmithError(
@@ -200,11 +202,6 @@ class LlamaCppEngine(EngineFront):
         with self._lock:
             return self._base(spec).limits
 
-    def tokenizer(self, spec: ModelSpec):
-        from tunesmith.models.loading import load_tokenizer
-
-        return load_tokenizer(spec)
-
     def warm(self, spec: ModelSpec) -> None:
         """Start `spec`'s server now (conversions included), not on its first request."""
         self._server(spec)
@@ -232,7 +229,7 @@ class LlamaCppEngine(EngineFront):
         seqs = []
         for ids, params in runs:
             seq = Generation(ids, params, None, base.tokenizer, base.stop_ids, loop)
-            body = request_body(ids, params, adapter, len(base.adapters))
+            body = request_body(ids, params, adapter, server.adapters)
             threading.Thread(
                 target=_decode, args=(server, seq, body), name="llamacpp-request", daemon=True
             ).start()
@@ -381,9 +378,9 @@ ws ::= [ \t\n]{0,32}"""
 def base_gguf(spec: ModelSpec) -> Path:
     """The GGUF to serve `spec`'s base weights from: a `.gguf` model's own file, else the weights
     tunesmith serves (the built-in model's dequantised copy included) in tunesmith's serving
-    dtype, written once. The same weights, not the built-in Q4_1 file: llama.cpp's Q4 kernels
-    round activations to 8 bits (greedy answers parted on 3 of 8 demo prompts), and without
-    repacking (see llama_server.cpu_args) they decoded 1.8x slower than bf16 on this machine."""
+    dtype, written once. The weights the builtin engine serves, not the built-in Q4_1 file:
+    llama.cpp's Q4 kernels also round the activations to 8 bits, and without repacking (see
+    llama_server.cpu_args) they decoded 8 prompts x 32 tokens 1.8x slower than bf16 here."""
     from tunesmith.models.loading import weights_folder
 
     if spec.weights.endswith(".gguf"):
@@ -417,7 +414,8 @@ def _write_base(folder: Path, out: Path) -> None:
 
 def _converted(source: Path, kind: str, write) -> Path:
     """The cached conversion of `source`, keyed by its path and its files' sizes and times (a
-    model written again is converted again); written beside and renamed, so never half."""
+    model written again is converted again). The GGUF writers write through atomic_file, so a
+    conversion cut short leaves no file under the cached name."""
     stamp = "".join(
         f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns};" for p in sorted(source.iterdir())
     )
@@ -426,13 +424,7 @@ def _converted(source: Path, kind: str, write) -> Path:
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         log.warning("Writing %s as a GGUF for llama-server, once", source)
-        handle, tmp = tempfile.mkstemp(suffix=".gguf", dir=target.parent)
-        os.close(handle)
-        try:
-            write(Path(tmp))
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        write(target)
     return target
 
 
