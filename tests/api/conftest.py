@@ -23,7 +23,7 @@ is shut down cleanly (lifespan included: the Supervisor stops its workers) when 
 the clients made with `client` are closed. `sdk` is `client(serve())` for the common case.
 
 A test that asks for `engine` runs once per engine (TUNESMITH_ENGINE for the servers it starts):
-the API's decoding contract is the same on tunesmith's own and on llama.cpp's. A test that pins
+the API's decoding contract is the same on tunesmith's own, on llama.cpp's and on vLLM's. A test that pins
 `@pytest.mark.parametrize("engine", ["builtin"], indirect=True)` looks inside the builtin one.
 """
 
@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 import openai
 import pytest
 
-from tunesmith.infer import llama_server
+from tunesmith.infer import llama_server, vllm_server
 from tunesmith.infer.engine import ENGINES
 
 CLIENT_TIMEOUT = 60.0  # a hung request fails the test instead of waiting the SDK's 600 s
@@ -70,8 +70,13 @@ def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     """The engine this test's servers decode on."""
     if request.param == "llamacpp" and llama_server.find() is None:
         pytest.skip(
-            "no llama-server on this machine: `make llama-server` builds it once (about 25 min "
+            "no llama-server on this machine: `make llama-server` builds it once (about 8 min "
             "on 2 cores), or set TUNESMITH_LLAMA_SERVER"
+        )
+    if request.param == "vllm" and vllm_server.find() is None:
+        pytest.skip(
+            "no vLLM for tunesmith on this machine: `make vllm` installs it once into a "
+            "virtualenv of its own, or set TUNESMITH_VLLM_PYTHON"
         )
     monkeypatch.setenv("TUNESMITH_ENGINE", request.param)
     return request.param

@@ -181,7 +181,7 @@ def test_usage_errors_print_no_traceback(args, named):
 @pytest.mark.parametrize(
     ("command", "flag", "named"),
     [
-        ("serve", ["--engine", "vllm"], "builtin, llamacpp"),
+        ("serve", ["--engine", "tgi"], "builtin, llamacpp, vllm"),
         ("serve", ["--quantize", "int4"], "--quantize int8"),
         ("compare", ["--train", "t.jsonl", "--test", "t.jsonl", "--quantize", "fp8"], "int8"),
     ],
@@ -189,6 +189,16 @@ def test_usage_errors_print_no_traceback(args, named):
 )
 def test_engine_choices_are_refused_before_anything_loads(command, flag, named):
     refused(tunesmith(command, *flag), "is not a choice", named)
+
+
+def test_serving_on_vllm_without_it_says_how_to_get_it(monkeypatch, tmp_path):
+    """Before the server starts, not at its first request: no vLLM installed for tunesmith (an
+    empty cache), then a TUNESMITH_VLLM_PYTHON that names nothing."""
+    monkeypatch.delenv("TUNESMITH_VLLM_PYTHON", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    refused(tunesmith("serve", "--engine", "vllm"), "make vllm")
+    monkeypatch.setenv("TUNESMITH_VLLM_PYTHON", str(tmp_path / "nope" / "python"))
+    refused(tunesmith("serve", "--engine", "vllm"), "does not exist")
 
 
 def test_missing_file(tmp_path):

@@ -61,9 +61,11 @@ def serve_command(
     engine: Annotated[
         str | None,
         typer.Option(
-            help="What decodes requests: builtin (tunesmith's own, the default) or llamacpp "
+            help="What decodes requests: builtin (tunesmith's own, the default), llamacpp "
             "(llama.cpp's llama-server on GGUF weights, each adapter a GGUF LoRA; build it once "
-            "with `make llama-server`). Also TUNESMITH_ENGINE.",
+            "with `make llama-server`) or vllm (vLLM's server, adapters loaded as asked for; "
+            "install it once with `make vllm`, pass it flags in TUNESMITH_VLLM_ARGS). Also "
+            "TUNESMITH_ENGINE.",
         ),
     ] = None,
     quantize: Annotated[
@@ -92,10 +94,15 @@ def serve_command(
         raise TunesmithError(
             f"--engine {engine!r} is not a choice.", f"Use one of {', '.join(ENGINES)}."
         )
+    # what an engine runs on is checked before the server starts, not at its first request
     if (engine or settings.engine) == "llamacpp":
         from tunesmith.infer import llama_server
 
-        llama_server.require()  # before the server starts, not at its first request
+        llama_server.require()
+    if (engine or settings.engine) == "vllm":
+        from tunesmith.infer import vllm_server
+
+        vllm_server.require()
     hosts = allowed_host or settings.allowed_hosts
     # The name bound to is a name clients put in Host; the wildcard addresses are no one's name.
     flags = {

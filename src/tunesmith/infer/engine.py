@@ -412,16 +412,21 @@ def _cancel_queued(future: Future[list[Generation]]) -> None:
             seq.cancel()
 
 
-ENGINES = ("builtin", "llamacpp")
+ENGINES = ("builtin", "llamacpp", "vllm")
 
 
 def open_engine(name: str, max_batch: int = 16, **builtin_options) -> EngineFront:
-    """The engine called `name`: "builtin" (tunesmith's own, `Engine`, given `builtin_options`) or
-    "llamacpp" (llama.cpp's llama-server, infer/llamacpp.py)."""
+    """The engine called `name`: "builtin" (tunesmith's own, `Engine`, given `builtin_options`),
+    "llamacpp" (llama.cpp's llama-server, infer/llamacpp.py) or "vllm" (vLLM's server,
+    infer/vllm.py)."""
     if name == "llamacpp":
         from tunesmith.infer.llamacpp import LlamaCppEngine
 
         return LlamaCppEngine(max_batch=max_batch)
+    if name == "vllm":
+        from tunesmith.infer.vllm import VllmEngine
+
+        return VllmEngine(max_batch=max_batch)
     if name != "builtin":
         raise TunesmithError(f"No engine is called {name!r}.", f"Use one of {', '.join(ENGINES)}.")
     return Engine(max_batch=max_batch, **builtin_options)

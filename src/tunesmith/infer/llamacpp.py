@@ -1,38 +1,25 @@
-"""The llamacpp engine: infer/engine.py's front (submit, stream, wait, limits) with the decoding
-done by llama.cpp's own `llama-server`, one process per base model.
+"""The llamacpp engine: infer/served.py's engine with the decoding done by llama.cpp's own
+`llama-server`, one process per base model, over continuous batching of `max_batch` slots.
 
-What runs where: tunesmith keeps everything above the engine (the API, the chat template, stop
-strings, guided decoding's checks, usage, logprobs' shape) and sends llama-server token ids, never
-text, so the prompt is exactly the builtin engine's. llama-server decodes with continuous batching
-over `max_batch` slots. A base model is served from a GGUF: a `.gguf` model's own file, any
-other (the built-in one included) written once by export's writer, in tunesmith's serving dtype,
-into the models cache (see `base_gguf`). A fine-tuned adapter is written once as a GGUF LoRA
-and chosen per request (`lora`: its id at scale 1, the others at 0); llama-server loads adapters
-only at start, so a new one starts a new process and the old one finishes what it was answering,
-then stops.
+A base model is served from a GGUF: a `.gguf` model's own file, any other (the built-in one
+included) written once by export's writer, in tunesmith's serving dtype, into the models cache
+(see `base_gguf`). A fine-tuned adapter is written once as a GGUF LoRA and chosen per request
+(`lora`: its id at scale 1, the others at 0); llama-server loads adapters only at start, so a new
+one starts a new process and the old one finishes what it was answering, then stops.
 """
 
 from __future__ import annotations
 
-import asyncio
-import atexit
 import hashlib
-import http.client
 import json
 import logging
 import os
-import socket
-import subprocess
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunesmith.errors import TunesmithError
 from tunesmith.infer import llama_server
-from tunesmith.infer.engine import EngineFront, Limits, Run, stop_ids_of
-from tunesmith.infer.generation import Generation
 from tunesmith.infer.sampling import SamplingParams, TokenLogprob
+from tunesmith.infer.served import Base, Chunk, ServedEngine, ServerProcess, models_cache
 from tunesmith.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -41,209 +28,72 @@ START_SECONDS = 120  # a server that does not answer /health by then failed to s
 SLOT_TOKENS = 1024  # the shared KV cache holds at least this much per slot (--kv-unified)
 
 
-class LlamaServer:
+def llama_server_process(
+    gguf: Path, adapters: list[Path], slots: int, context: int, logs: Path
+) -> ServerProcess:
     """One llama-server process: a base GGUF, a fixed list of GGUF LoRAs, `slots` sequences."""
+    # Never built here: a request would wait minutes for the compiler, holding the engine's
+    # lock; `serve --engine llamacpp` refuses to start without one.
+    binary = llama_server.require()
 
-    def __init__(
-        self, gguf: Path, adapters: list[Path], slots: int, context: int, logs: Path
-    ) -> None:
-        # Never built here: a request would wait minutes for the compiler, holding the engine's
-        # lock; `serve --engine llamacpp` refuses to start without one.
-        binary = llama_server.require()
-        self.adapters = len(adapters)  # the `lora` list of a request to this process
-        self.port = _free_port()
-        self.in_flight = 0
-        self.retired = False
-        self._lock = threading.Lock()
-        command = [
-            str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(self.port),
+    def command(port: int) -> list[str]:
+        line = [
+            str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
             "-t", str(os.cpu_count() or 1), "-np", str(slots), "--kv-unified",
             "-c", str(max(context, slots * SLOT_TOKENS)), "--no-webui",
             *llama_server.cpu_args(),
         ]  # fmt: skip
         for adapter in adapters:
-            command += ["--lora", str(adapter)]
+            line += ["--lora", str(adapter)]
         if adapters:
-            command.append("--lora-init-without-apply")  # scales are set per request
-        logs.parent.mkdir(parents=True, exist_ok=True)
-        self.log_file = logs
-        with logs.open("wb") as out:
-            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        self._wait_ready()
+            line.append("--lora-init-without-apply")  # scales are set per request
+        return line
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_SECONDS
-        while True:
-            if self.proc.poll() is not None:
-                raise TunesmithError(
-                    f"llama-server exited ({self.proc.returncode}) while loading its model:\n"
-                    f"{self.log_file.read_text(errors='replace')[-2000:]}",
-                    "Serve this model with --engine builtin, or fix the cause above.",
-                )
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-            try:
-                conn.request("GET", "/health")
-                if conn.getresponse().status == 200:
-                    return
-            except OSError:
-                pass
-            finally:
-                conn.close()
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TunesmithError(
-                    f"llama-server did not become ready in {START_SECONDS} s.",
-                    f"See its log at {self.log_file}.",
-                )
-            time.sleep(0.1)
-
-    def acquire(self) -> bool:
-        """Count a request in; False once the server is retired (the caller takes the new one)."""
-        with self._lock:
-            if self.retired:
-                return False
-            self.in_flight += 1
-            return True
-
-    def release(self) -> None:
-        with self._lock:
-            self.in_flight -= 1
-            last = self.retired and self.in_flight == 0
-        if last:
-            self.stop()
-
-    def retire(self) -> None:
-        """Take no new requests; stop once the ones it is answering are done."""
-        with self._lock:
-            self.retired = True
-            idle = self.in_flight == 0
-        if idle:
-            self.stop()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    return ServerProcess.start(
+        "llama-server", command, logs, START_SECONDS, adapters=[str(a) for a in adapters]
+    )
 
 
-@dataclass
-class Base:
-    """One base model: its GGUF, tokenizer, limits, adapters, and the server answering for it."""
+class LlamaCppEngine(ServedEngine):
+    """One llama-server per base model, serving it from a GGUF with every adapter asked for so far
+    as a GGUF LoRA, chosen per request by its `lora` scales."""
 
-    gguf: Path
-    tokenizer: object
-    stop_ids: set[int]
-    limits: Limits
-    adapters: dict[str, Path] = field(default_factory=dict)  # adapter folder -> its GGUF LoRA
-    server: LlamaServer | None = None
+    PATH = "/completion"
 
+    def _weights(self, spec: ModelSpec) -> Path:
+        return base_gguf(spec)
 
-class LlamaCppEngine(EngineFront):
-    """Thread-safe: `submit` from any thread, `submit_async` from a coroutine. Each request is
-    one streamed HTTP call to llama-server, read on a thread of its own; the model's lookups and
-    conversions run off the event loop."""
+    def _start(self, base: Base) -> ServerProcess:
+        return llama_server_process(
+            base.weights,
+            [Path(gguf) for gguf in base.adapters.values()],
+            self.max_batch,
+            base.limits.context,
+            models_cache() / "llamacpp" / "logs" / f"{base.weights.stem}.log",
+        )
 
-    def __init__(self, max_batch: int = 16) -> None:
-        self.max_batch = max_batch
-        self._bases: dict[str, Base] = {}
-        self._lock = threading.Lock()  # guards _bases and each base's server and adapters
-        self._closed = False
-        # llama-server processes outlive a tunesmith that exits without closing its engine (a
-        # SIGKILL still orphans them: PR_SET_PDEATHSIG follows the thread that started one, and
-        # requests start them from passing threads)
-        atexit.register(self.close)
+    def _adapter(self, base: Base, spec: ModelSpec) -> str:
+        """llama-server loads adapters only at start: a new one retires the running server (it
+        finishes what it is answering) and the next request starts one with all of them."""
+        folder = str(spec.adapter)
+        if folder not in base.adapters:
+            base.adapters[folder] = str(lora_gguf(spec))
+            if base.server is not None:
+                base.server.retire()
+                base.server = None
+        return base.adapters[folder]
 
-    # --- models ----------------------------------------------------------------------------------
-    def _base(self, spec: ModelSpec) -> Base:
-        from tunesmith.models.loading import load_tokenizer, weights_folder
+    def _body(
+        self, base: Base, server: ServerProcess, ids: list[int], params: SamplingParams,
+        adapter: str | None,
+    ) -> dict:  # fmt: skip
+        # the request's `lora` list is the list of the process it goes to
+        index = server.adapters.index(adapter) if adapter is not None else None
+        return request_body(ids, params, index, len(server.adapters))
 
-        key = spec.weights
-        if key not in self._bases:
-            tokenizer = load_tokenizer(spec)
-            gguf = base_gguf(spec)
-            config = _config(weights_folder(spec))
-            context = int(config.get("max_position_embeddings") or 2048)
-            vocab = min(int(config.get("vocab_size") or len(tokenizer)), len(tokenizer))
-            eos = config.get("eos_token_id")
-            self._bases[key] = Base(
-                gguf, tokenizer, stop_ids_of(tokenizer, eos), Limits(context, vocab)
-            )
-        return self._bases[key]
-
-    def _server(self, spec: ModelSpec) -> tuple[Base, LlamaServer, int | None]:
-        """The running server for `spec`'s base, with its adapter among the loaded ones (a new
-        adapter starts a new server), and that adapter's index in llama-server's list."""
-        with self._lock:
-            if self._closed:
-                raise TunesmithError("The engine was closed before this request started.")
-            base = self._base(spec)
-            folder = str(spec.adapter) if spec.adapter is not None else None
-            if folder is not None and folder not in base.adapters:
-                base.adapters[folder] = lora_gguf(spec)
-                if base.server is not None:
-                    base.server.retire()
-                    base.server = None
-            if base.server is None:
-                base.server = LlamaServer(
-                    base.gguf,
-                    list(base.adapters.values()),
-                    self.max_batch,
-                    base.limits.context,
-                    _models_cache() / "llamacpp" / "logs" / f"{base.gguf.stem}.log",
-                )
-            index = list(base.adapters).index(folder) if folder is not None else None
-            return base, base.server, index
-
-    def limits(self, spec: ModelSpec) -> Limits:
-        with self._lock:
-            return self._base(spec).limits
-
-    def warm(self, spec: ModelSpec) -> None:
-        """Start `spec`'s server now (conversions included), not on its first request."""
-        self._server(spec)
-
-    # --- requests --------------------------------------------------------------------------------
-    def submit(self, spec: ModelSpec, prompt_ids: list[int], params: SamplingParams) -> Generation:
-        return self._enqueue(spec, [(prompt_ids, params)], None)[0]
-
-    async def submit_async(self, spec: ModelSpec, runs: list[Run]) -> list[Generation]:
-        loop = asyncio.get_running_loop()
-        return await asyncio.to_thread(self._enqueue, spec, runs, loop)
-
-    def _enqueue(
-        self, spec: ModelSpec, runs: list[Run], loop: asyncio.AbstractEventLoop | None
-    ) -> list[Generation]:
-        if any(not ids for ids, _ in runs):
-            raise TunesmithError("A prompt needs at least one token.", param="prompt")
-        while True:
-            base, server, adapter = self._server(spec)
-            taken = [server.acquire() for _ in runs]
-            if all(taken):
-                break
-            for _ in filter(None, taken):  # retired meanwhile: give back, take the new one
-                server.release()
-        seqs = []
-        for ids, params in runs:
-            seq = Generation(ids, params, None, base.tokenizer, base.stop_ids, loop)
-            body = request_body(ids, params, adapter, server.adapters)
-            threading.Thread(
-                target=_decode, args=(server, seq, body), name="llamacpp-request", daemon=True
-            ).start()
-            seqs.append(seq)
-        return seqs
-
-    def close(self, timeout: float = 30.0) -> None:
-        atexit.unregister(self.close)
-        with self._lock:
-            self._closed = True
-            for base in self._bases.values():
-                if base.server is not None:
-                    base.server.stop()
-                    base.server = None
+    @staticmethod
+    def _read(chunk: dict) -> Chunk:
+        return read_chunk(chunk)
 
 
 # --- one request ---------------------------------------------------------------------------------
@@ -286,41 +136,17 @@ def request_body(
     return body
 
 
-def _decode(server: LlamaServer, seq: Generation, body: dict) -> None:
-    """Stream one request's tokens into its Generation, which applies stop strings, the token
-    limit and the guide's end exactly as on the builtin engine; closing the connection early
-    (the answer is done, or its client left) makes llama-server drop the task."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port)
-    try:
-        conn.request("POST", "/completion", json.dumps(body), {"Content-Type": "application/json"})
-        response = conn.getresponse()
-        if response.status != 200:
-            raise TunesmithError(
-                f"llama-server refused the request ({response.status}): "
-                f"{response.read(2000).decode(errors='replace')}"
-            )
-        for line in response:
-            if seq.done:
-                return
-            if not line.startswith(b"data: "):
-                continue
-            chunk = json.loads(line[6:])
-            probs = chunk.get("completion_probabilities") or []
-            for i, token in enumerate(chunk.get("tokens") or []):
-                seq.accept(token, _logprob(probs[i]) if i < len(probs) else None)
-                if seq.done:
-                    return
-            if chunk.get("stop"):
-                seq.finish("length" if chunk.get("stop_type") == "limit" else "stop")
-                return
-        if not seq.done:
-            raise TunesmithError("llama-server closed the stream before the answer ended.")
-    except Exception as exc:  # the request's own failure: its stream errors, the others go on
-        if not seq.done:
-            seq.fail(exc)
-    finally:
-        conn.close()
-        server.release()
+def read_chunk(chunk: dict) -> Chunk:
+    """The tokens of one of llama-server's streamed chunks (`return_tokens`), and its finish."""
+    probs = chunk.get("completion_probabilities") or []
+    tokens = [
+        (token, _logprob(probs[i]) if i < len(probs) else None)
+        for i, token in enumerate(chunk.get("tokens") or [])
+    ]
+    finish = None
+    if chunk.get("stop"):
+        finish = "length" if chunk.get("stop_type") == "limit" else "stop"
+    return tokens, finish
 
 
 def _logprob(entry: dict) -> TokenLogprob:
@@ -420,26 +246,9 @@ def _converted(source: Path, kind: str, write) -> Path:
         f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns};" for p in sorted(source.iterdir())
     )
     key = hashlib.sha256(f"{source}|{stamp}".encode()).hexdigest()[:16]
-    target = _models_cache() / "llamacpp" / f"{source.name}-{kind}-{key}.gguf"
+    target = models_cache() / "llamacpp" / f"{source.name}-{kind}-{key}.gguf"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         log.warning("Writing %s as a GGUF for llama-server, once", source)
         write(target)
     return target
-
-
-def _config(folder: str) -> dict:
-    path = Path(folder) / "config.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _models_cache() -> Path:
-    from tunesmith.settings import get_settings
-
-    return get_settings().models_dir
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
