@@ -36,6 +36,7 @@ import pytest
 
 from tunesmith.infer import llama_server, vllm_server
 from tunesmith.infer.engine import ENGINES
+from tunesmith.infer.vllm import start_server
 
 CLIENT_TIMEOUT = 60.0  # a hung request fails the test instead of waiting the SDK's 600 s
 
@@ -65,6 +66,16 @@ def sdk(serve, client) -> openai.OpenAI:
     return client(serve())
 
 
+@pytest.fixture(scope="session")
+def vllm_on_tiny(tiny_model_dir) -> Iterator[str]:
+    """One vLLM server on the tiny model for the session, at this URL: it takes ~40 s to start
+    on a CPU, so the vllm engine of each test's server attaches to it (TUNESMITH_VLLM_URL, as
+    to a fleet's) instead of starting its own. infer/test_vllm.py starts its own."""
+    server = start_server(vllm_server.require(), tiny_model_dir, max_batch=16, context=2048)
+    yield f"http://127.0.0.1:{server.port}"
+    server.stop()
+
+
 @pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The engine this test's servers decode on."""
@@ -78,5 +89,7 @@ def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
             "no vLLM for tunesmith on this machine: `make vllm` installs it once into a "
             "virtualenv of its own, or set TUNESMITH_VLLM_PYTHON"
         )
+    if request.param == "vllm":
+        monkeypatch.setenv("TUNESMITH_VLLM_URL", request.getfixturevalue("vllm_on_tiny"))
     monkeypatch.setenv("TUNESMITH_ENGINE", request.param)
     return request.param

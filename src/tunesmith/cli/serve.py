@@ -102,7 +102,8 @@ def serve_command(
     if (engine or settings.engine) == "vllm":
         from tunesmith.infer import vllm_server
 
-        vllm_server.require()
+        if not vllm_server.urls():  # with running servers to use, starting one is optional
+            vllm_server.require()
     hosts = allowed_host or settings.allowed_hosts
     # The name bound to is a name clients put in Host; the wildcard addresses are no one's name.
     flags = {

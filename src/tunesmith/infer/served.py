@@ -363,7 +363,8 @@ def _events(conn: http.client.HTTPConnection, name: str, path: str, body: dict) 
     if response.status != 200:
         raise TunesmithError(
             f"{name} refused the request ({response.status}): "
-            f"{response.read(2000).decode(errors='replace')}"
+            f"{response.read(2000).decode(errors='replace')}",
+            status=502 if response.status >= 500 else 400,  # its own failure is not the client's
         )
     for line in response:
         if not line.startswith(b"data: "):

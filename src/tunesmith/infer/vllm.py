@@ -29,6 +29,49 @@ MAX_LORA_RANK = 64  # vLLM sizes its adapter buffers for this rank; tunesmith's 
 ID_PREFIX = "token_id:"  # how `return_tokens_as_token_ids` writes a token
 
 
+def start_server(python: Path, folder: Path, max_batch: int, context: int) -> ServerProcess:
+    """vLLM's OpenAI server on the model in `folder`, called BASE_NAME, taking adapters while it
+    runs; TUNESMITH_VLLM_ARGS adds flags (tensor parallelism, memory)."""
+
+    def command(port: int) -> list[str]:
+        return [
+            str(python), "-m", "vllm.entrypoints.openai.api_server",
+            "--model", str(folder), "--served-model-name", BASE_NAME,
+            "--host", "127.0.0.1", "--port", str(port),
+            "--max-num-seqs", str(max_batch), "--max-model-len", str(context),
+            "--enable-lora", "--max-loras", str(MAX_LORAS), "--max-lora-rank", str(MAX_LORA_RANK),
+            *vllm_server.extra_args(),
+        ]  # fmt: skip
+
+    logs = models_cache() / "vllm" / "logs" / f"{folder.name}.log"
+    # adapters are loaded while it runs, which vLLM allows only when told so
+    env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
+    server = ServerProcess.start("vLLM", command, logs, START_SECONDS, env=env)
+    server.model = BASE_NAME
+    return server
+
+
+def _attach(url: str, weights: Path) -> tuple[ServerProcess | None, list[str]]:
+    """The running vLLM at `url` if it serves `weights` (its /v1/models `root` is the folder it
+    loaded; an adapter's path must then be one that server can read), with the roots it serves."""
+    server = ServerProcess.attach("vLLM", url)
+    try:
+        status, answer = server.get("/v1/models", timeout=10)
+    except OSError as exc:
+        raise TunesmithError(
+            f"No vLLM server answers at {url}: {exc}.",
+            f"Start it, or take it out of {vllm_server.URL_ENV}.",
+        ) from exc
+    models = json.loads(answer).get("data", []) if status == 200 else []
+    bases = [m for m in models if m.get("parent") is None]
+    for model in bases:
+        if Path(model.get("root", "")) == weights:
+            server.model = model["id"]
+            server.adapters = [m["id"] for m in models if m.get("parent") == model["id"]]
+            return server, []
+    return None, [str(m.get("root")) for m in bases]
+
+
 class VllmEngine(ServedEngine):
     """One vLLM server per base model; adapters loaded into it as requests first name them."""
 
@@ -47,53 +90,24 @@ class VllmEngine(ServedEngine):
         return folder
 
     def _start(self, base: Base) -> ServerProcess:
-        python = vllm_server.require()
-        if python is None:
-            return self._attach(base, vllm_server.url() or "")
-
-        def command(port: int) -> list[str]:
-            return [
-                str(python), "-m", "vllm.entrypoints.openai.api_server",
-                "--model", str(base.weights), "--served-model-name", BASE_NAME,
-                "--host", "127.0.0.1", "--port", str(port),
-                "--max-num-seqs", str(self.max_batch),
-                "--max-model-len", str(base.limits.context),
-                "--enable-lora", "--max-loras", str(MAX_LORAS),
-                "--max-lora-rank", str(MAX_LORA_RANK),
-                *vllm_server.extra_args(),
-            ]  # fmt: skip
-
-        logs = models_cache() / "vllm" / "logs" / f"{base.weights.name}.log"
-        # adapters are loaded while it runs, which vLLM allows only when told so
-        env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
-        server = ServerProcess.start("vLLM", command, logs, START_SECONDS, env=env)
-        server.model = BASE_NAME
-        return server
-
-    def _attach(self, base: Base, url: str) -> ServerProcess:
-        """The running vLLM at `url`, if it serves `base`'s weights (its /v1/models `root` is
-        the folder it loaded; an adapter's path must be one that server can read)."""
-        server = ServerProcess.attach("vLLM", url)
-        try:
-            status, answer = server.get("/v1/models", timeout=10)
-        except OSError as exc:
-            raise TunesmithError(
-                f"No vLLM server answers at {url}: {exc}.",
-                f"Start it, or unset {vllm_server.URL_ENV} to let tunesmith start one.",
-            ) from exc
-        models = json.loads(answer).get("data", []) if status == 200 else []
-        for model in models:
-            if model.get("parent") is None and Path(model.get("root", "")) == base.weights:
-                server.model = model["id"]
-                server.adapters = [m["id"] for m in models if m.get("parent") == model["id"]]
+        """The running server of TUNESMITH_VLLM_URL that serves `base`, else one of its own."""
+        served = []
+        for url in vllm_server.urls():
+            server, roots = _attach(url, base.weights)
+            if server is not None:
                 return server
-        served = ", ".join(str(m.get("root")) for m in models if m.get("parent") is None)
-        raise TunesmithError(
-            f"The vLLM server at {url} serves {served or 'nothing'}, not {base.weights}.",
-            f"Start it with --model {base.weights} --enable-lora, or serve this model with "
-            "another engine.",
-            param="model",
-        )
+            served += [f"{url} serves {', '.join(roots) or 'nothing'}"]
+        python = vllm_server.find()
+        if python is None and served:
+            raise TunesmithError(
+                f"No vLLM server serves {base.weights} ({'; '.join(served)}), and none can be "
+                "started here.",
+                f"Start one with --model {base.weights} --enable-lora and add its address to "
+                f"{vllm_server.URL_ENV}, or `make vllm` to let tunesmith start it.",
+                param="model",
+            )
+        python = vllm_server.require()
+        return start_server(python, base.weights, self.max_batch, base.limits.context)
 
     def _adapter(self, base: Base, spec: ModelSpec) -> str:
         folder = str(spec.adapter)
@@ -142,7 +156,7 @@ def request_body(
         "stream": True,
         "temperature": 0.0 if params.greedy else params.temperature,
         "top_p": params.top_p,
-        "top_k": -1,
+        "top_k": 0,
         "min_p": 0.0,
         "repetition_penalty": 1.0,
         "presence_penalty": params.presence_penalty,
@@ -159,7 +173,7 @@ def request_body(
         body["logprobs"] = max(params.top_logprobs, 1)
         body["return_tokens_as_token_ids"] = True
     if params.guide == "json":
-        body["response_format"] = {"type": "json_object"}
+        body["structured_outputs"] = {"json_object": True}
     elif params.guide == "tool_call":
         body["structured_outputs"] = {"grammar": tool_call_grammar(params.tools, params.tool_named)}
     return body
@@ -168,8 +182,13 @@ def request_body(
 def read_chunk(chunk: dict) -> Chunk:
     """The tokens of one of vLLM's streamed completion chunks (`return_token_ids`), their
     log-probs where asked, and its finish."""
-    if chunk.get("error"):
-        raise TunesmithError(f"vLLM failed the request: {json.dumps(chunk['error'])[:1000]}")
+    error = chunk.get("error")
+    if error:
+        code = error.get("code") if isinstance(error, dict) else None
+        raise TunesmithError(
+            f"vLLM failed the request: {json.dumps(error)[:1000]}",
+            status=400 if isinstance(code, int) and code < 500 else 502,
+        )
     choices = chunk.get("choices") or []
     if not choices:
         return [], None

