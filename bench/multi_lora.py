@@ -12,7 +12,9 @@ greedy, max_tokens 64:
   (a) all 8 on one adapter, (b) 2 on each of the 4 adapters, (c) no adapter;
 on the slot cache (the default decode path, adapters applied per row in batched matmuls) and with
 fast_decode=False (transformers' forward through PEFT: its plain path for one adapter, its
-mixed-batch forward for several). Each engine answers every setup once untimed first (the model
+mixed-batch forward for several), and on the engines on a model server where theirs is
+installed: `--engine llamacpp` (each adapter a GGUF LoRA chosen per request by its scales) and
+`--engine vllm` (vLLM's multi-LoRA). Each engine answers every setup once untimed first (the model
 and the adapters load on first use), then the setups alternate for --rounds rounds, so that drift
 on a shared machine hits all three; the median round is printed, with (b)/(a) in time per token.
 
@@ -27,7 +29,12 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tunesmith.infer.engine import EngineFront
 
 HERE = Path(__file__).resolve()
 ORDERS = HERE.parents[1] / "src" / "tunesmith" / "tasks" / "orders"
@@ -68,14 +75,33 @@ def one_batch(engine, specs: list, prompts: list[list[int]]) -> tuple[int, float
     return tokens, time.perf_counter() - started
 
 
+def engines(no_transformers: bool) -> dict[str, Callable[[], EngineFront]]:
+    """The engines to measure, by label: the builtin one's two paths, and the engines on a model
+    server whose server is installed here (llama-server: `make llama-server`; vLLM: `make vllm`)."""
+    from tunesmith.infer import llama_server, vllm_server
+    from tunesmith.infer.engine import Engine, open_engine
+
+    made: dict[str, Callable[[], EngineFront]] = {
+        "slot cache": lambda: Engine(max_batch=IN_FLIGHT, device="cpu", fast_decode=True)
+    }
+    if not no_transformers:
+        made["transformers+PEFT"] = lambda: Engine(
+            max_batch=IN_FLIGHT, device="cpu", fast_decode=False
+        )
+    if llama_server.find() is not None:
+        made["--engine llamacpp"] = lambda: open_engine("llamacpp", IN_FLIGHT)
+    if vllm_server.find() is not None:
+        made["--engine vllm"] = lambda: open_engine("vllm", IN_FLIGHT)
+    return made
+
+
 def measure(
-    fast_decode: bool, base: Path, adapters: list[Path], rounds: int
+    make: Callable[[], EngineFront], base: Path, adapters: list[Path], rounds: int
 ) -> dict[str, tuple[float, float]]:
     """Per setup on one engine: tokens/s (the median of `rounds` alternating rounds) and the
     tokens each request generated on average (random adapters may end an answer early)."""
     from tunesmith.data.records import Message
     from tunesmith.data.render import encode_prompt
-    from tunesmith.infer.engine import Engine
     from tunesmith.models.spec import ModelSpec
 
     def spec(adapter: int | None) -> ModelSpec:
@@ -86,7 +112,7 @@ def measure(
         )  # fmt: skip
 
     rows = [json.loads(line) for line in (ORDERS / "test.jsonl").read_text().splitlines()]
-    engine = Engine(max_batch=IN_FLIGHT, device="cpu", fast_decode=fast_decode)
+    engine = make()
     try:
         tokenizer = engine.tokenizer(spec(None))
         prompts = [
@@ -96,7 +122,8 @@ def measure(
         batches = {
             name: [spec(pick(row)) for row in range(IN_FLIGHT)] for name, pick in SETUPS.items()
         }
-        for specs in batches.values():  # untimed: loads the model and every adapter
+        for specs in batches.values():  # untimed: loads the model and every adapter (on
+            # llama-server, each new adapter restarts its process: all four are in it after this)
             one_batch(engine, specs, prompts)
         speeds: dict[str, list[float]] = {name: [] for name in SETUPS}
         lengths: dict[str, float] = {}
@@ -133,8 +160,10 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, engine dtype "
           f"{inference_dtype('cpu')}; {IN_FLIGHT} requests in one batch, greedy, max_tokens "
           f"{MAX_TOKENS}, median of {args.rounds} rounds\n")  # fmt: skip
-    paths = {"slot cache": True, **({} if args.no_transformers else {"transformers+PEFT": False})}
-    results = {label: measure(fast, base, adapters, args.rounds) for label, fast in paths.items()}
+    results = {
+        label: measure(make, base, adapters, args.rounds)
+        for label, make in engines(args.no_transformers).items()
+    }
     print("| tok/s (tokens per request) | " + " | ".join(results) + " |")
     print("|" + " --- |" * (len(results) + 1))
     for name in SETUPS:

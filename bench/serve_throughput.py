@@ -10,8 +10,9 @@ The same 16 chat requests (the demo task's held-out messages, greedy, max_tokens
   tunesmith dequantises: what a CPU user would run instead. It is built once from the llama.cpp
   source vendored in the llama-cpp-python sdist and cached; without a compiler or cmake, or if
   the build fails, this baseline is skipped with the reason;
-- by a live `tunesmith serve` on its slot KV cache (the default), then by one with
-  TUNESMITH_FAST_DECODE=0 (transformers' own forward), for comparison;
+- by a live `tunesmith serve` on its slot KV cache (the default), on `--engine llamacpp` (with
+  the llama-server above) and on `--engine vllm` (where `make vllm` installed it), then by one
+  with TUNESMITH_FAST_DECODE=0 (transformers' own forward), for comparison;
 the servers through the official `openai` SDK with streaming, at 1, 4, 8 and 16 requests in
 flight. No two run at the same time. Printed: the CPU flags that decide the dtype, llama.cpp's
 build and the GGUF's quantisation, then per engine and level requests/s, generated tokens/s,
@@ -236,8 +237,8 @@ def tunesmith(
     cli = str(Path(sys.executable).parent / "tunesmith")
     command = [cli, "serve", "--port", "{port}", "--workers", "0", "--max-batch", "16"]
     name = "tunesmith, slot cache" if fast_decode else "tunesmith, transformers fwd"
-    if engine == "llamacpp":  # the same max_batch: 16 llama-server slots behind tunesmith's API
-        name = "tunesmith --engine llamacpp"
+    if engine != "builtin":  # the same max_batch: 16 sequences in the engine's own server
+        name = f"tunesmith --engine {engine}"
     return measure(command, env, name, messages, levels)
 
 
@@ -317,6 +318,7 @@ def main() -> None:
 
     import torch
 
+    from tunesmith.infer import vllm_server
     from tunesmith.models.hardware import inference_dtype
 
     print(f"machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -328,6 +330,8 @@ def main() -> None:
     rows += tunesmith(messages, levels, fast_decode=True)
     if binary:
         rows += tunesmith(messages, levels, fast_decode=True, engine="llamacpp")
+    if vllm_server.find() is not None:  # `make vllm`
+        rows += tunesmith(messages, levels, fast_decode=True, engine="vllm")
     if not args.no_transformers:
         rows += tunesmith(messages, levels, fast_decode=False)
     print()

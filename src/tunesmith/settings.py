@@ -88,6 +88,13 @@ class Settings(BaseSettings):
         description="Folders whose model folders API clients may name (TUNESMITH_MODEL_DIRS, "
         "comma-separated). Other folders resolve only for the CLI.",
     )
+    warm: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Models the server loads as it starts, in the background (TUNESMITH_WARM, "
+        "comma-separated): their first request then waits for no load, conversion or engine "
+        "server start. `serve` warms the built-in model on the llamacpp and vllm engines when "
+        "none is named.",
+    )
     hub_models: bool = Field(
         default=False,
         description="Let API clients name Hugging Face hub ids (the server then downloads them).",
@@ -99,7 +106,7 @@ class Settings(BaseSettings):
         "hub_models.",
     )
 
-    @field_validator("api_keys", "allowed_hosts", "model_dirs", mode="before")
+    @field_validator("api_keys", "allowed_hosts", "model_dirs", "warm", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import httpx
@@ -231,3 +233,23 @@ def test_a_model_folder_that_cannot_load_is_a_400(serve, client, tmp_path):
     assert (caught.value.code, caught.value.param) == ("model_not_loadable", "model")
     assert str(broken) in caught.value.message
     assert sdk.models.list().data  # and the server goes on serving
+
+
+def test_models_named_to_warm_load_while_the_server_already_answers(
+    serve, client, tiny_model_dir, caplog
+):
+    """TUNESMITH_WARM's models load on a thread of their own as the server starts; a name that
+    does not resolve is logged and skipped, and the server serves all the same."""
+    caplog.set_level(logging.WARNING, logger="tunesmith.api.app")
+    tiny = str(tiny_model_dir)
+    sdk = client(serve(model_dirs=[tiny_model_dir.parent], warm=[tiny, "no-such-model"]))
+    assert [m.id for m in sdk.models.list().data]  # answering before (or while) it loads
+    deadline = time.monotonic() + 60
+    while f"{tiny} is loaded" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert f"{tiny} is loaded" in caplog.text
+    assert "Not warming no-such-model" in caplog.text
+    reply = sdk.chat.completions.create(
+        model=tiny, messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+    )
+    assert reply.choices[0].message.content is not None

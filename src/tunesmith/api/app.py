@@ -4,6 +4,8 @@ UI at `/`."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,6 +14,7 @@ from fastapi import APIRouter, FastAPI
 from tunesmith import __version__
 from tunesmith.api.errors import register_error_handlers
 from tunesmith.api.guard import Guard
+from tunesmith.errors import TunesmithError
 from tunesmith.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,8 @@ def create_app(
             fast_decode=settings.fast_decode,
             quantize=settings.quantize,
         )
+        if settings.warm:
+            warm_in_background(app.state.engine, app.state.store, settings.warm)
         # Comparisons run in the same workers; evals/ is above jobs/, so the runner is passed in.
         runners = {"comparisons": run_queued_comparison, "exports": run_queued_export}
         app.state.supervisor = Supervisor(settings, workers=workers, task_runners=runners)
@@ -101,6 +106,32 @@ def create_app(
     )
     ui.mount(app)
     return app
+
+
+def warm_in_background(engine, store, names: list[str]) -> threading.Thread:
+    """Load `names` on the engine on a thread of its own while the server already answers (a
+    request for one of them meanwhile waits for that load, as it would have anyway). Names are
+    resolved here, as a request's would be; one that does not resolve is logged and skipped."""
+    specs = []
+    for name in names:
+        try:
+            specs.append(store.models.resolve(name))
+        except TunesmithError as exc:
+            log.error("Not warming %s: %s", name, exc.message)
+
+    def warm() -> None:
+        for spec in specs:
+            started = time.perf_counter()
+            try:
+                engine.warm(spec)
+            except Exception as exc:  # the server goes on: the model's requests will say why
+                log.error("Warming %s failed: %s", spec.name, exc)
+                continue
+            log.warning("%s is loaded (%.1f s)", spec.name, time.perf_counter() - started)
+
+    thread = threading.Thread(target=warm, name="warm", daemon=True)
+    thread.start()
+    return thread
 
 
 def _docs_paths(app: FastAPI, settings: Settings) -> list[str]:

@@ -68,6 +68,16 @@ def serve_command(
             "TUNESMITH_ENGINE.",
         ),
     ] = None,
+    warm: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--warm",
+            help="Load this model as the server starts, in the background (repeat for several), "
+            "so its first request waits for no load. Also TUNESMITH_WARM. Default: the built-in "
+            "model on the llamacpp and vllm engines (their servers take seconds to a minute to "
+            "start), none on builtin.",
+        ),
+    ] = None,
     quantize: Annotated[
         str | None,
         typer.Option(
@@ -113,10 +123,17 @@ def serve_command(
         "public_docs": public_docs,
         "quantize": quantize,
         "engine": engine,
+        "warm": warm,
         "allowed_hosts": hosts if host in WILDCARDS else [*hosts, host],
     }
     # A flag given overrides its TUNESMITH_* variable; one not given leaves it be.
     settings = settings.model_copy(update={k: v for k, v in flags.items() if v})
+    if not settings.warm and settings.engine != "builtin":
+        from tunesmith.models.catalog import DEFAULT_MODEL
+
+        settings = settings.model_copy(update={"warm": [DEFAULT_MODEL]})
+    if settings.warm:
+        err.print(f"Loading {', '.join(settings.warm)} in the background; the API answers now.")
     if not settings.api_keys:
         if host is None:
             err.print(
