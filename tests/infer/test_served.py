@@ -5,7 +5,10 @@ adapters arrive, and seeded sampling that repeats."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,31 @@ from tunesmith.infer.sampling import SamplingParams
 from tunesmith.models.catalog import DEFAULT_MODEL, resolve
 from tunesmith.models.spec import ModelSpec
 
+HEALTHY = """
+import http.server, sys
+class Healthy(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Healthy).serve_forever()
+"""
+# starts a server from a thread that ends at once (as a warm-up thread does), then waits
+STARTER = """
+import sys, threading, time
+from pathlib import Path
+from tunesmith.infer.served import ServerProcess
+started = []
+def start():
+    command = lambda port: [sys.executable, "-c", sys.argv[2], str(port)]
+    started.append(ServerProcess.start("healthy", command, Path(sys.argv[1]), 30))
+thread = threading.Thread(target=start)
+thread.start()
+thread.join()
+print(started[0].proc.pid, flush=True)
+time.sleep(600)
+"""
 GREEDY = SamplingParams(max_tokens=24, temperature=0)
 NEAR_TIE = 0.25  # nats between the two likeliest tokens: bf16 sums in another order can swap them
 SERVED = [
@@ -37,6 +65,32 @@ SERVED = [
         ),
     ),
 ]
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a container's init may not reap orphans at once)."""
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_server_outlives_the_thread_that_started_it_and_dies_with_its_tunesmith(tmp_path):
+    starter = subprocess.Popen(
+        [sys.executable, "-c", STARTER, str(tmp_path / "server.log"), HEALTHY],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pid = int(starter.stdout.readline())
+        time.sleep(0.5)
+        assert running(pid)  # its starting thread ended; the server answers on
+    finally:
+        starter.kill()  # SIGKILL: no atexit, no close
+        starter.wait()
+    deadline = time.monotonic() + 10
+    while running(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(pid)
 
 
 def prompts(orders: Path, tokenizer, n: int = 4) -> list[list[int]]:

@@ -19,10 +19,12 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -78,12 +80,8 @@ class ServerProcess:
         port = free_port()
         logs.parent.mkdir(parents=True, exist_ok=True)
         with logs.open("wb") as out:
-            proc = subprocess.Popen(
-                command(port),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
-            )
+            proc = _LAUNCHER.submit(_launch, command(port), out, {**os.environ, **(env or {})})
+            proc = proc.result()
         server = cls(name, "127.0.0.1", port, proc, logs, adapters)
         server._wait_ready(start_seconds)
         return server
@@ -201,9 +199,8 @@ class ServedEngine(EngineFront):
         self._bases: dict[str, Base] = {}
         self._lock = threading.Lock()  # guards _bases and each base's server and adapters
         self._closed = False
-        # servers outlive a tunesmith that exits without closing its engine (a SIGKILL still
-        # orphans them: PR_SET_PDEATHSIG follows the thread that started one, and requests
-        # start them from passing threads)
+        # a tunesmith that exits without closing its engine stops its servers here (a killed one
+        # through _launch's death signal)
         atexit.register(self.close)
 
     # --- what each engine says -------------------------------------------------------------------
@@ -309,6 +306,27 @@ class ServedEngine(EngineFront):
                 if base.server is not None:
                     base.server.stop()
                     base.server = None
+
+
+# On Linux a server dies with the tunesmith that started it, by SIGKILL too: the wrapper asks
+# for SIGTERM when its parent goes (PR_SET_PDEATHSIG, kept across exec), then execs the server.
+# The kernel sends it when the *thread* that started the child ends, so every server is started
+# from one thread that lives as long as the process, not from the request or warm-up thread
+# that happened to need it.
+_LAUNCHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="server-launcher")
+DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"  # 1: PR_SET_PDEATHSIG
+    "if os.getppid() != int(sys.argv[1]):\n"  # the parent ended before the line above
+    "    sys.exit(1)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def _launch(command: list[str], out, env: dict[str, str]) -> subprocess.Popen:
+    if sys.platform == "linux":
+        command = [sys.executable, "-c", DIE_WITH_PARENT, str(os.getpid()), *command]
+    return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
 
 
 def start_decoding(
