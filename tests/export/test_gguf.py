@@ -108,8 +108,8 @@ def test_hyperparameters_are_llamas_keys(tiny_model_dir: Path):
     config = json.loads((tiny_model_dir / "config.json").read_text())
     hparams = llama_hparams(config)
     assert hparams["llama.embedding_length"] == 64
-    assert hparams["llama.attention.head_count_kv"] == 2
-    assert hparams["llama.rope.dimension_count"] == 16
+    assert hparams["llama.attention.head_count_kv"] == 1
+    assert hparams["llama.rope.dimension_count"] == 32  # 64 over 2 heads
     assert isinstance(hparams["llama.rope.freq_base"], float)
 
 
@@ -134,9 +134,9 @@ def test_metadata_is_what_llama_cpp_reads(tiny_model_dir: Path, tmp_path: Path, 
         "llama.embedding_length": 64,
         "llama.block_count": 2,
         "llama.feed_forward_length": 128,
-        "llama.attention.head_count": 4,
-        "llama.attention.head_count_kv": 2,
-        "llama.rope.dimension_count": 16,
+        "llama.attention.head_count": 2,
+        "llama.attention.head_count_kv": 1,
+        "llama.rope.dimension_count": 32,
         "llama.vocab_size": len(tokenizer),
         "tokenizer.ggml.model": "gpt2",
         "tokenizer.ggml.pre": "smollm",
@@ -187,7 +187,7 @@ def test_quantized_weights_dequantise_close_to_the_permuted_source(
     write_gguf(tiny_model_dir, out, quant)
     source = source_weights(tiny_model_dir)
     tensors = {t.name: t for t in GGUFReader(out).tensors}
-    q = permute(source["model.layers.1.self_attn.q_proj.weight"], 4)
+    q = permute(source["model.layers.1.self_attn.q_proj.weight"], 2)  # the tiny model's heads
     for name, expected in {
         "blk.1.attn_q.weight": q,
         "token_embd.weight": source["model.embed_tokens.weight"],

@@ -20,7 +20,7 @@ RANK, ALPHA = 4, 8
 ATTENTION, MLP = ["q_proj", "k_proj", "v_proj", "o_proj"], ["gate_proj", "up_proj", "down_proj"]
 TARGETS = ATTENTION + MLP
 MODULES = {m: f"self_attn.{m}" for m in ATTENTION} | {m: f"mlp.{m}" for m in MLP}
-HEADS = {"q_proj": 4, "k_proj": 2}  # the tiny model's head counts
+HEADS = {"q_proj": 2, "k_proj": 1}  # the tiny model's head counts (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
