@@ -198,3 +198,37 @@ def test_worker_processes_on_several_hosts_claim_every_job_exactly_once(postgres
             assert (job.status, job.worker_pid, job.runner_host) == ("running", process.pid, host)
             assert job.heartbeat_at is not None
     store.close()
+
+
+def test_the_store_comes_back_after_postgres_drops_its_connection(postgres_url, postgres_server):
+    """What a server restart or failover does to a client, done to this store's connection
+    alone (`pg_terminate_backend`)."""
+    import psycopg
+
+    from tunesmith.errors import TunesmithError
+    from tunesmith.store.dialect import PostgresConnection
+
+    def drop(store: Store) -> int:
+        (row,) = store.query("SELECT pg_backend_pid() AS pid")
+        with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [row["pid"]])
+        return row["pid"]
+
+    store = Store(postgres_url)
+    try:
+        job_id = queued_job(store)
+        # dropped while idle: past the idle time, the next statement finds it out and reconnects
+        first = drop(store)
+        time.sleep(PostgresConnection.PING_AFTER_SECONDS + 0.2)
+        assert store.jobs.get(job_id).status == "queued"
+        assert store.query("SELECT pg_backend_pid() AS pid")[0]["pid"] != first
+        # dropped just before a statement that is sent: it fails, unsent again, with a 503...
+        drop(store)
+        with pytest.raises(TunesmithError) as lost:
+            store.execute("UPDATE jobs SET suffix = ? WHERE id = ?", ["x", job_id])
+        assert lost.value.status == 503 and "Retry" in (lost.value.hint or "")
+        # ...and the next one runs on a new connection
+        assert store.execute("UPDATE jobs SET suffix = ? WHERE id = ?", ["y", job_id]) == 1
+        assert store.jobs.get(job_id).suffix == "y"
+    finally:
+        store.close()

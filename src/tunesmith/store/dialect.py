@@ -76,7 +76,7 @@ class Postgres(Dialect):
 
     def connect(self, target: str | Path) -> Connection:
         try:
-            import psycopg
+            return PostgresConnection(str(target))
         except ImportError as exc:
             raise TunesmithError(
                 "TUNESMITH_DATABASE_URL names PostgreSQL, but psycopg is not installed.",
@@ -84,7 +84,6 @@ class Postgres(Dialect):
                 "to use SQLite in the home folder.",
                 param="database_url",
             ) from exc
-        return PostgresConnection(psycopg.connect(str(target), autocommit=True, row_factory=_rows))
 
     def sql(self, text: str) -> str:
         # The repositories' SQL holds no literal `?` or `%`; psycopg reads `%%` as a `%`.
@@ -138,14 +137,60 @@ def _rows(cursor: Any) -> Callable[[Sequence[Any]], Row]:
 
 
 class PostgresConnection:
-    """A psycopg connection that takes the repositories' `?` SQL, like sqlite3's `execute`."""
+    """A psycopg connection that takes the repositories' `?` SQL, like sqlite3's `execute`, and
+    comes back after the server restarts or drops it (a failover, an idle timeout,
+    `pg_terminate_backend`): before a statement outside a transaction, a connection found
+    broken, or idle for PING_AFTER_SECONDS and not answering `SELECT 1`, is opened again. A
+    statement whose connection breaks while it runs is not sent again (whether it ran is
+    unknown): it fails with a 503, and the next one runs on a new connection."""
 
-    def __init__(self, raw: Any) -> None:
-        self.raw = raw
+    PING_AFTER_SECONDS = 1.0
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.raw = self._open()
+        self._used = time.monotonic()
+
+    def _open(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.url, autocommit=True, row_factory=_rows)
+
+    def _ready(self) -> None:
+        from psycopg import OperationalError
+        from psycopg.pq import TransactionStatus
+
+        if self.raw.info.transaction_status != TransactionStatus.IDLE and not self.raw.broken:
+            return  # inside a transaction: its statements go on this connection or fail
+        if not self.raw.broken and time.monotonic() - self._used < self.PING_AFTER_SECONDS:
+            return
+        try:
+            if not self.raw.broken:
+                self.raw.execute("SELECT 1")
+                return
+        except OperationalError:
+            pass
+        self.raw.close()
+        self.raw = self._open()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        # Always a sequence, never None: psycopg then reads `%%` in the SQL as one `%`.
-        return self.raw.execute(POSTGRES.sql(sql), list(params))
+        from psycopg import OperationalError
+
+        self._ready()
+        try:
+            # Always a sequence, never None: psycopg then reads `%%` in the SQL as one `%`.
+            cursor = self.raw.execute(POSTGRES.sql(sql), list(params))
+        except OperationalError as exc:
+            if not self.raw.broken:
+                raise
+            raise TunesmithError(
+                f"The connection to PostgreSQL broke while a statement ran: {exc}",
+                "Retry: the next statement opens a new connection (whether this one ran is "
+                "unknown).",
+                status=503,
+            ) from exc
+        self._used = time.monotonic()
+        return cursor
 
     def close(self) -> None:
         self.raw.close()
