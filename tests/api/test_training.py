@@ -314,7 +314,7 @@ def test_jobs_and_files_survive_a_killed_server_and_resume(tiny_model_dir, long_
 
 
 def _alive(job_id: str) -> bool:
-    from tunesmith.jobs.recovery import pid_alive
+    from tunesmith.processes import pid_alive
 
     return pid_alive(open_store().jobs.get(job_id).worker_pid)
 

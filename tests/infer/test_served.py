@@ -22,6 +22,7 @@ from tunesmith.infer.generation import Completion
 from tunesmith.infer.sampling import SamplingParams
 from tunesmith.models.catalog import DEFAULT_MODEL, resolve
 from tunesmith.models.spec import ModelSpec
+from tunesmith.processes import pid_alive
 
 HEALTHY = """
 import http.server, sys
@@ -69,12 +70,6 @@ SERVED = [
 ]
 
 
-def running(pid: int) -> bool:
-    """Alive and not a zombie (a container's init may not reap orphans at once)."""
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-
-
 @pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_server_outlives_the_thread_that_started_it_and_dies_with_its_tunesmith(tmp_path):
     starter = subprocess.Popen(
@@ -85,14 +80,14 @@ def test_a_server_outlives_the_thread_that_started_it_and_dies_with_its_tunesmit
     try:
         pid = int(starter.stdout.readline())
         time.sleep(0.5)
-        assert running(pid)  # its starting thread ended; the server answers on
+        assert pid_alive(pid)  # its starting thread ended; the server answers on
     finally:
         starter.kill()  # SIGKILL: no atexit, no close
         starter.wait()
     deadline = time.monotonic() + 10
-    while running(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not running(pid)
+    assert not pid_alive(pid)
 
 
 def prompts(orders: Path, tokenizer, n: int = 4) -> list[list[int]]:

@@ -13,12 +13,12 @@ import pytest
 from tunesmith.jobs.recovery import (
     MAX_ATTEMPTS,
     audit,
-    pid_alive,
     recover,
     runner_died,
     task_runner_died,
 )
 from tunesmith.models.spec import ModelSpec
+from tunesmith.processes import pid_alive
 from tunesmith.store import open_store
 from tunesmith.store.lifecycle import Runner
 

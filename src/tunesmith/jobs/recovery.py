@@ -10,13 +10,13 @@ slow keeps beating from its own thread, so its job is never taken from it.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tunesmith.processes import pid_alive
 from tunesmith.store.lifecycle import Runner, lease_expired
 from tunesmith.store.states import JOB_STATUSES, TASK_STATUSES
 from tunesmith.train import events as ev
@@ -29,28 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # a job or comparison that kills its runner this often (out of memory) fails
 PART_FILE_IDLE_SECONDS = 60  # an upload still arriving writes more often than this
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    """A dead process its parent has not reaped: still signalable, never running again. A worker
-    whose server was killed is reparented to pid 1, which in a container may never reap it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # no /proc (macOS), or it just went
-        return False
-    return stat[stat.rindex(")") + 2 :].startswith("Z")
 
 
 def gone(

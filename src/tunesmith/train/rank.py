@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith import atomic
+from tunesmith.processes import pid_alive
 
 RANKS_FOLDER = "ranks"
 STOP_FILE = "stop-request"  # the supervisor's own reasons to stop (Ctrl-C, a server stopping)
@@ -109,15 +110,7 @@ def requested_stop(run_dir: Path) -> str | None:
 def supervisor_gone() -> bool:
     """The process that holds the job's lease died: its job is recovery's now, so stop."""
     pid = int(os.environ.get("TUNESMITH_SUPERVISOR_PID", "0"))
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return bool(pid) and not pid_alive(pid)
 
 
 # --- the entry point ------------------------------------------------------------------------------
