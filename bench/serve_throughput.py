@@ -222,7 +222,11 @@ def measure(
 
 # --- tunesmith serve ------------------------------------------------------------------------------
 def tunesmith(
-    messages: list[list[dict]], levels: list[int], fast_decode: bool, engine: str = "builtin"
+    messages: list[list[dict]],
+    levels: list[int],
+    fast_decode: bool,
+    engine: str = "builtin",
+    quantize: str | None = None,
 ) -> list[dict]:
     from tunesmith.settings import get_settings
 
@@ -234,11 +238,15 @@ def tunesmith(
         "TUNESMITH_FAST_DECODE": "1" if fast_decode else "0",
         "TUNESMITH_ENGINE": engine,
     }
+    if quantize:
+        env["TUNESMITH_QUANTIZE"] = quantize
     cli = str(Path(sys.executable).parent / "tunesmith")
     command = [cli, "serve", "--port", "{port}", "--workers", "0", "--max-batch", "16"]
     name = "tunesmith, slot cache" if fast_decode else "tunesmith, transformers fwd"
     if engine != "builtin":  # the same max_batch: 16 sequences in the engine's own server
         name = f"tunesmith --engine {engine}"
+    if quantize:
+        name += f", --quantize {quantize}"
     return measure(command, env, name, messages, levels)
 
 
@@ -312,6 +320,10 @@ def main() -> None:
     parser.add_argument(
         "--no-transformers", action="store_true", help="skip TUNESMITH_FAST_DECODE=0's server"
     )
+    parser.add_argument("--no-vllm", action="store_true", help="skip --engine vllm")
+    parser.add_argument(
+        "--int8", action="store_true", help="also the builtin engine with --quantize int8"
+    )
     args = parser.parse_args()
     messages = requests(args.requests)
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -328,9 +340,11 @@ def main() -> None:
     base = plain_generate(messages)
     rows = llama_server_run(binary, messages, levels) if binary else []
     rows += tunesmith(messages, levels, fast_decode=True)
+    if args.int8:
+        rows += tunesmith(messages, levels, fast_decode=True, quantize="int8")
     if binary:
         rows += tunesmith(messages, levels, fast_decode=True, engine="llamacpp")
-    if vllm_server.find() is not None:  # `make vllm`
+    if vllm_server.find() is not None and not args.no_vllm:  # `make vllm`
         rows += tunesmith(messages, levels, fast_decode=True, engine="vllm")
     if not args.no_transformers:
         rows += tunesmith(messages, levels, fast_decode=False)
