@@ -1,9 +1,9 @@
-"""The llamacpp engine: OpenAI's settings as llama-server's and its tool-call grammar. Against a
-live llama-server: tests/infer/test_served.py, and the API's own suite (tests/api, `engine`)."""
+"""The llamacpp engine: OpenAI's settings as llama-server's. Against a live llama-server:
+tests/infer/test_served.py, and the API's own suite (tests/api, `engine`)."""
 
 from __future__ import annotations
 
-from tunesmith.infer.llamacpp import request_body, tool_call_grammar
+from tunesmith.infer.llamacpp import request_body
 from tunesmith.infer.sampling import SamplingParams
 
 
@@ -32,17 +32,3 @@ def test_openai_settings_become_llama_servers_with_its_own_samplers_off():
     assert body["logit_bias"] == [[5, -100.0]] and body["n_probs"] == 2
     base = request_body([1], SamplingParams(temperature=0), None, 0)
     assert base["temperature"] == 0 and "lora" not in base and "seed" not in base
-
-
-def test_the_tool_call_grammar_offers_each_name_then_only_its_parameters():
-    grammar = tool_call_grammar({"get_weather": ("city", "unit"), "ping": None}, None)
-    assert grammar.splitlines()[:5] == [
-        r'root ::= "get_weather\", \"arguments\": " args0 | "ping\", \"arguments\": " args1',
-        r'f0k0 ::= "\"city\"" ws ":" ws value',
-        r'f0k1 ::= "\"unit\"" ws ":" ws value',
-        # each declared key at most once, in order: the builtin engine's guide allows no repeats
-        'args0 ::= "{" ws ( f0k0 ( ws "," ws f0k1 )? | f0k1 )? ws "}"',
-        'args1 ::= "{" ws ( string ws ":" ws value ( ws "," ws string ws ":" ws value )* )? ws "}"',
-    ]
-    named = tool_call_grammar({"get_weather": ("city",), "ping": None}, "ping")
-    assert named.splitlines()[0] == "root ::= args1"

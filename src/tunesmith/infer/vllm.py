@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tunesmith.errors import TunesmithError
 from tunesmith.infer import vllm_server
-from tunesmith.infer.llamacpp import tool_call_grammar
+from tunesmith.infer.gbnf import tool_call_grammar
 from tunesmith.infer.sampling import SamplingParams, TokenLogprob
 from tunesmith.infer.served import Base, Chunk, ServedEngine, ServerProcess, models_cache
 from tunesmith.models.spec import ModelSpec
