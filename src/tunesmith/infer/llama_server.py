@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -20,10 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tunesmith.errors import TunesmithError
+from tunesmith.infer import installs
+from tunesmith.infer.installs import CACHE, step
 
 LLAMA_CPP_PYTHON = "0.3.36"  # the sdist whose vendored llama.cpp is built
 PATCH_LEVEL = 1  # tunesmith's change to it (STREAM_EVERY_TOKEN); a new level builds anew
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tunesmith"
 BUILT = CACHE / f"llama-server-{LLAMA_CPP_PYTHON}-ts{PATCH_LEVEL}" / "llama-server"
 ENV = "TUNESMITH_LLAMA_SERVER"  # a llama-server binary to use instead of the built one
 
@@ -134,21 +134,12 @@ def patch(source: Path, file: str, before: str, after: str) -> None:
 
 
 def _step(*command: str) -> None:
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise TunesmithError(
-            f"Building llama-server failed at `{' '.join(command[:4])} ...`:\n"
-            f"{(done.stdout + done.stderr)[-2000:]}",
-            f"Fix the cause above, or point {ENV} at a llama-server binary.",
-        )
+    step(*command, doing="Building llama-server", instead=f"point {ENV} at a llama-server binary")
 
 
 def main() -> None:
     """`python -m tunesmith.infer.llama_server`: build it now (`make llama-server`)."""
-    try:
-        print(build())
-    except TunesmithError as exc:
-        sys.exit(f"{exc.message}\n{exc.hint}")
+    installs.main(build)
 
 
 if __name__ == "__main__":

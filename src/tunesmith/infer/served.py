@@ -123,19 +123,21 @@ class ServerProcess:
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
 
     def get(self, path: str, timeout: float | None = None) -> tuple[int, bytes]:
-        conn = self.connection(timeout)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
+        return self._request("GET", path, None, timeout)
 
     def post(self, path: str, body: dict, timeout: float | None = None) -> tuple[int, bytes]:
         """One plain (not streamed) JSON request: its status and body."""
+        return self._request("POST", path, body, timeout)
+
+    def _request(
+        self, method: str, path: str, body: dict | None, timeout: float | None
+    ) -> tuple[int, bytes]:
         conn = self.connection(timeout)
         try:
-            conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+            if body is None:
+                conn.request(method, path)
+            else:
+                conn.request(method, path, json.dumps(body), {"Content-Type": "application/json"})
             response = conn.getresponse()
             return response.status, response.read()
         finally:
@@ -382,7 +384,7 @@ def _events(conn: http.client.HTTPConnection, name: str, path: str, body: dict) 
         raise TunesmithError(
             f"{name} refused the request ({response.status}): "
             f"{response.read(2000).decode(errors='replace')}",
-            status=502 if response.status >= 500 else 400,  # its own failure is not the client's
+            status=upstream_status(response.status),
         )
     for line in response:
         if not line.startswith(b"data: "):
@@ -391,6 +393,12 @@ def _events(conn: http.client.HTTPConnection, name: str, path: str, body: dict) 
         if data == b"[DONE]":
             return
         yield json.loads(data)
+
+
+def upstream_status(code: object) -> int:
+    """What the API answers for a model server's failure: the client's request (400) when the
+    server says so with a 4xx, else the server's own (502)."""
+    return 400 if isinstance(code, int) and code < 500 else 502
 
 
 def _config(folder: str) -> dict:

@@ -19,7 +19,14 @@ from tunesmith.errors import TunesmithError
 from tunesmith.infer import vllm_server
 from tunesmith.infer.gbnf import tool_call_grammar
 from tunesmith.infer.sampling import SamplingParams, TokenLogprob
-from tunesmith.infer.served import Base, Chunk, ServedEngine, ServerProcess, models_cache
+from tunesmith.infer.served import (
+    Base,
+    Chunk,
+    ServedEngine,
+    ServerProcess,
+    models_cache,
+    upstream_status,
+)
 from tunesmith.models.spec import ModelSpec
 
 START_SECONDS = 900  # vLLM on a CPU compiles its model for minutes before /health answers
@@ -97,8 +104,7 @@ class VllmEngine(ServedEngine):
             if server is not None:
                 return server
             served += [f"{url} serves {', '.join(roots) or 'nothing'}"]
-        python = vllm_server.find()
-        if python is None and served:
+        if served and vllm_server.find() is None:
             raise TunesmithError(
                 f"No vLLM server serves {base.weights} ({'; '.join(served)}), and none can be "
                 "started here.",
@@ -106,8 +112,9 @@ class VllmEngine(ServedEngine):
                 f"{vllm_server.URL_ENV}, or `make vllm` to let tunesmith start it.",
                 param="model",
             )
-        python = vllm_server.require()
-        return start_server(python, base.weights, self.max_batch, base.limits.context)
+        return start_server(
+            vllm_server.require(), base.weights, self.max_batch, base.limits.context
+        )
 
     def _adapter(self, base: Base, spec: ModelSpec) -> str:
         folder = str(spec.adapter)
@@ -186,8 +193,7 @@ def read_chunk(chunk: dict) -> Chunk:
     if error:
         code = error.get("code") if isinstance(error, dict) else None
         raise TunesmithError(
-            f"vLLM failed the request: {json.dumps(error)[:1000]}",
-            status=400 if isinstance(code, int) and code < 500 else 502,
+            f"vLLM failed the request: {json.dumps(error)[:1000]}", status=upstream_status(code)
         )
     choices = chunk.get("choices") or []
     if not choices:

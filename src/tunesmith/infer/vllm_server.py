@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from tunesmith.errors import TunesmithError
-from tunesmith.infer.llama_server import CACHE
+from tunesmith.infer import installs
+from tunesmith.infer.installs import CACHE, step
 
 ENV = "TUNESMITH_VLLM_PYTHON"  # a Python that can `import vllm`, instead of the installed one
 ARGS_ENV = "TUNESMITH_VLLM_ARGS"  # more flags for vLLM's server, e.g. "--tensor-parallel-size 4"
@@ -100,21 +100,14 @@ def install(say: Callable[[str], None] = print) -> Path:
 
 
 def _step(*command: str) -> None:
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise TunesmithError(
-            f"Installing vLLM failed at `{' '.join(command[:5])} ...`:\n"
-            f"{(done.stdout + done.stderr)[-2000:]}",
-            f"Fix the cause above, or point {ENV} at a Python that can `import vllm`.",
-        )
+    step(
+        *command, doing="Installing vLLM", instead=f"point {ENV} at a Python that can `import vllm`"
+    )
 
 
 def main() -> None:
     """`python -m tunesmith.infer.vllm_server`: install it now (`make vllm`)."""
-    try:
-        print(install())
-    except TunesmithError as exc:
-        sys.exit(f"{exc.message}\n{exc.hint}")
+    installs.main(install)
 
 
 if __name__ == "__main__":
