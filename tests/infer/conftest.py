@@ -3,13 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 
+# Logit gap between the two likeliest tokens under which sums in another order may swap them
+# (the slot path's one-row GEMV and decode attention, another engine's kernels): two bf16 steps
+# at the built-in model's logits. Past such a step two correct decoders may write different
+# answers; anywhere else a different token is a bug.
+NEAR_TIE = 0.25
 
-def _generate(folder: Path, adapter: Path | None, ids: list[int], n: int) -> list[int]:
+
+@dataclass
+class Greedy:
+    """What plain `generate` chose, and how far ahead its best logit was at each step."""
+
+    tokens: list[int]
+    gaps: list[float]
+
+    def same_but_at_near_ties(self, got: list[int]) -> int:
+        """Assert `got` follows these tokens, parting from them (if at all) only at a step whose
+        two likeliest tokens were within NEAR_TIE (there sums in another order may take the
+        other; past it the answers may go anywhere). The number of tokens equal before that,
+        for the caller to require enough of."""
+        same = next(
+            (i for i, (a, b) in enumerate(zip(got, self.tokens, strict=False)) if a != b),
+            min(len(got), len(self.tokens)),
+        )
+        if same < len(got):
+            assert self.gaps[same] < NEAR_TIE, (same, got, self.tokens, self.gaps[: same + 1])
+        return same
+
+
+def _generate(folder: Path, adapter: Path | None, ids: list[int], n: int) -> Greedy:
     """One request, greedy, in the dtype tunesmith serves in here (bf16 where the CPU has bf16
     units), told of no end token, so it always gives `n` tokens."""
     from transformers import AutoModelForCausalLM
@@ -22,12 +50,17 @@ def _generate(folder: Path, adapter: Path | None, ids: list[int], n: int) -> lis
 
         model = PeftModel.from_pretrained(model, str(adapter))
     out = model.generate(
-        torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0
-    )
-    return out[0, len(ids) :].tolist()
+        torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None,
+        pad_token_id=0, output_logits=True, return_dict_in_generate=True,
+    )  # fmt: skip
+    gaps = []
+    for logits in out.logits:
+        best, second = logits[0].float().topk(2).values.tolist()
+        gaps.append(best - second)
+    return Greedy(out.sequences[0, len(ids) :].tolist(), gaps)
 
 
 @pytest.fixture
-def reference() -> Callable[[Path, Path | None, list[int], int], list[int]]:
+def reference() -> Callable[[Path, Path | None, list[int], int], Greedy]:
     """`reference(folder, adapter, prompt_ids, n)`: what plain `generate` gives."""
     return _generate

@@ -58,10 +58,11 @@ def test_the_built_in_model_decodes_on_slots_as_generate_does(
     for (ids, params), done in zip(runs, batched, strict=True):
         # generate (told of no end) goes on past the end-of-turn token where the engine stops.
         expected = reference(builtin_dir, None, ids, params.max_tokens)
-        assert done.token_ids == expected[: len(done.token_ids)]
-        if done.finish_reason == "stop":
-            assert expected[len(done.token_ids)] in loaded(engine).stop_ids
-        else:
+        compared = expected.same_but_at_near_ties(done.token_ids)
+        assert compared >= min(len(done.token_ids), 6), (compared, done.token_ids)
+        if done.finish_reason == "stop" and compared == len(done.token_ids):
+            assert expected.tokens[compared] in loaded(engine).stop_ids
+        elif done.finish_reason != "stop":
             assert len(done.token_ids) == params.max_tokens
 
 
@@ -74,8 +75,8 @@ def test_one_request_alone_decodes_by_matrix_vector_products_as_generate_does(
     spec = local(builtin_dir)
     ids = ids_of(engine, spec, "Write a short poem about the sea.")
     done = engine.wait(engine.submit(spec, ids, SamplingParams(max_tokens=40, temperature=0)))
-    expected = reference(builtin_dir, None, ids, 40)
-    assert len(done.token_ids) >= 20 and done.token_ids == expected[: len(done.token_ids)]
+    assert len(done.token_ids) >= 20
+    assert reference(builtin_dir, None, ids, 40).same_but_at_near_ties(done.token_ids) >= 20
 
 
 def test_the_fused_rms_norm_equals_llamas_op_by_op_one() -> None:
@@ -93,14 +94,81 @@ def test_the_fused_rms_norm_equals_llamas_op_by_op_one() -> None:
         assert torch.equal(_rms(x, layer.weight, 1e-5), layer(x))
 
 
-def test_one_row_linear_equals_the_batched_one() -> None:
+def test_one_row_linear_is_the_product_within_bf16_rounding_and_leaves_onednn_on() -> None:
+    """One row in bf16 runs ATen's GEMV, not oneDNN's (2.5x faster here): the same fp32 sums in
+    another order, so the product is as close to fp32's as the batched one is."""
     from tunesmith.infer.slots import _linear
 
     torch.manual_seed(0)
-    for dtype in (torch.bfloat16, torch.float32):
-        w = (torch.randn(960, 576) * 0.05).to(dtype)
-        x = torch.randn(1, 1, 576).to(dtype)
-        assert torch.equal(_linear(x, w), torch.nn.functional.linear(x, w))
+    w = (torch.randn(960, 576) * 0.05).bfloat16()
+    x = torch.randn(1, 1, 576).bfloat16()
+    exact = torch.nn.functional.linear(x.float(), w.float())
+    one_row = _linear(x, w).float()
+    batched = torch.nn.functional.linear(x.expand(8, 1, 576), w)[0].float()
+    assert (one_row - exact).abs().max() <= 2 * (batched - exact).abs().max() + 1e-6
+    assert torch.backends.mkldnn.enabled
+
+
+def test_fp32_weights_multiply_few_rows_in_fp16_and_overflow_in_fp32() -> None:
+    from tunesmith.infer.slots import Fp32WithHalf
+
+    torch.manual_seed(0)
+    w = torch.randn(960, 576) * 0.05
+    weight = Fp32WithHalf(w)
+    for rows in (1, 4):
+        x = torch.randn(rows, 1, 576)
+        out = weight(x)
+        assert out.dtype == torch.float32 and out.shape == (rows, 1, 960)
+        # fp16's 10 mantissa bits on the weights and the input: ~1e-3 of each product
+        torch.testing.assert_close(out, torch.nn.functional.linear(x, w), rtol=0, atol=2e-2)
+        assert not torch.equal(out, torch.nn.functional.linear(x, w))  # it did take fp16
+    many = torch.randn(5, 1, 576)
+    assert torch.equal(weight(many), torch.nn.functional.linear(many, w))
+    huge = torch.full((1, 1, 576), 70_000.0)  # past fp16's range: done again in fp32
+    assert torch.equal(weight(huge), torch.nn.functional.linear(huge, w))
+
+
+def test_decode_attention_equals_sdpa_within_fp32_rounding() -> None:
+    """One query per row against a cache, grouped-query heads, rows of different lengths."""
+    from tunesmith.infer.slots import _decode_attention
+
+    torch.manual_seed(0)
+    q = torch.randn(3, 9, 1, 64).bfloat16()
+    keys, values = torch.randn(2, 3, 3, 40, 64).bfloat16()
+    mask = torch.arange(40)[None, :] < torch.tensor([[40], [17], [1]])
+    mask = mask[:, None, None, :]
+    got = _decode_attention(q, keys, values, mask, 0.125)
+    want = torch.nn.functional.scaled_dot_product_attention(
+        q.float(), keys.float(), values.float(), attn_mask=mask, scale=0.125, enable_gqa=True
+    )
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want, rtol=2**-7, atol=1e-3)
+    alone = _decode_attention(q[2:], keys[2:, :, :1], values[2:, :, :1], None, 0.125)
+    torch.testing.assert_close(alone, got[2:], rtol=0, atol=0)  # one key: the value itself
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rows", [1, 3])
+def test_serving_in_fp32_decodes_few_rows_through_fp16_copies_as_generate_does(
+    builtin_dir, reference, monkeypatch, rows
+) -> None:
+    """On a CPU without bf16 units tunesmith serves in fp32, and up to four rows multiply an
+    fp16 copy of the weights (`Fp32WithHalf`): generate's fp32 tokens but at near ties."""
+    from tunesmith.models import hardware
+
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: False)
+    engine = Engine(max_batch=8, device="cpu", fast_decode=True)
+    try:
+        spec = local(builtin_dir)
+        runs = [ids_of(engine, spec, p) for p in PROMPTS[:rows]]
+        greedy = SamplingParams(max_tokens=24, temperature=0)
+        done = [engine.wait(s) for s in [engine.submit(spec, ids, greedy) for ids in runs]]
+        assert loaded(engine).batch.embed.dtype == torch.float32
+    finally:
+        engine.close()
+    for ids, answer in zip(runs, done, strict=True):
+        same = reference(builtin_dir, None, ids, 24).same_but_at_near_ties(answer.token_ids)
+        assert same >= min(8, len(answer.token_ids)), (same, answer.token_ids)
 
 
 def test_a_prompt_longer_than_the_first_cache_length_grows_the_cache(
@@ -113,10 +181,10 @@ def test_a_prompt_longer_than_the_first_cache_length_grows_the_cache(
     long_ids = ids_of(engine, spec, "count the words " * (FIRST_LENGTH // 3))
     assert len(long_ids) > FIRST_LENGTH
     long = engine.submit(spec, long_ids, SamplingParams(max_tokens=8, temperature=0))
-    assert engine.wait(long).token_ids == reference(tiny_model_dir, None, long_ids, 8)
-    assert engine.wait(short).token_ids == reference(
-        tiny_model_dir, None, ids_of(engine, spec, "Hi"), 30
-    )
+    expected = reference(tiny_model_dir, None, long_ids, 8)
+    assert expected.same_but_at_near_ties(engine.wait(long).token_ids) >= 4
+    expected = reference(tiny_model_dir, None, ids_of(engine, spec, "Hi"), 30)
+    assert expected.same_but_at_near_ties(engine.wait(short).token_ids) >= 10
 
 
 def test_a_dora_adapter_is_served_by_the_general_path(
@@ -131,7 +199,8 @@ def test_a_dora_adapter_is_served_by_the_general_path(
     spec = local(tiny_model_dir, tmp_path / "dora", "dora")
     ids = ids_of(engine, spec, PROMPTS[1])
     tokens = engine.wait(engine.submit(spec, ids, SamplingParams(max_tokens=10, temperature=0)))
-    assert tokens.token_ids == reference(tiny_model_dir, tmp_path / "dora", ids, 10)
+    expected = reference(tiny_model_dir, tmp_path / "dora", ids, 10)
+    assert expected.same_but_at_near_ties(tokens.token_ids) >= 5
     assert type(loaded(engine).batch) is RunningBatch
 
 
@@ -151,8 +220,8 @@ def test_a_shared_prefix_is_computed_once_and_answers_stay_the_same(
     assert prefixes.hits == 0
     second = engine.wait(engine.submit(spec, prompts[1], greedy)).token_ids
     assert prefixes.hits == shared // 32 * 32  # the shared blocks were copied, not recomputed
-    assert first == reference(tiny_model_dir, None, prompts[0], 12)
-    assert second == reference(tiny_model_dir, None, prompts[1], 12)
+    assert reference(tiny_model_dir, None, prompts[0], 12).same_but_at_near_ties(first) >= 6
+    assert reference(tiny_model_dir, None, prompts[1], 12).same_but_at_near_ties(second) >= 6
     again = engine.wait(engine.submit(spec, prompts[1], greedy)).token_ids
     assert again == second  # a whole prompt seen before: all but its last block reused
 

@@ -86,7 +86,9 @@ def test_from_a_csv_to_a_model_one_chats_with_and_a_verdict_only_by_clicking(
     # Did it beat few-shot prompting? Compare, from the job's page.
     page.go_back()
     page.get_by_role("region", name="Fine-tuned model").get_by_role("link", name="Compare").click()
-    expect(page.get_by_label("Fine-tuned model")).to_have_value(model)
+    # By role: until the router swaps pages, the job page's "Fine-tuned model" region also
+    # answers to that label, and a value check on a region fails at once instead of waiting.
+    expect(page.get_by_role("combobox", name="Fine-tuned model")).to_have_value(model)
     page.get_by_label("Training file", exact=True).select_option(train_id)
     page.get_by_label("Test file", exact=True).select_option(test_id)
     page.get_by_text("More settings").click()

@@ -119,19 +119,72 @@ class Int8Weight:
         return out.reshape(*x.shape[:-1], self.shape[0])
 
 
-Weight = torch.Tensor | Int8Weight
+class Fp32WithHalf:
+    """An fp32 weight with an fp16 copy for steps of few rows (the fp32 kind: CPUs without bf16
+    units). At one to four rows fp32's GEMM runs far from the memory's speed: measured here for
+    the built-in model's 106M projection weights, 42 ms at one row and 80 ms at two (MKL, AVX2
+    and AVX-512 alike), where ATen's fp16 GEMV kernel (fp32 sums) took 9 and 17 ms. fp16 keeps
+    10 bits of mantissa, llama.cpp's f16; bf16 would keep 7. Past SMALL_ROWS the fp32 GEMM is the
+    faster one. An fp16 product that overflows (fp16 ends at 65504) is done again in fp32."""
+
+    SMALL_ROWS = 4
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        self.full = weight
+        self.half = weight.detach().half()
+        self.shape = weight.shape
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() > self.SMALL_ROWS * x.shape[-1]:
+            return F.linear(x, self.full)
+        out = F.linear(x.half(), self.half)
+        if not bool(torch.isfinite(out).all()):
+            return F.linear(x, self.full)
+        return out.float()
+
+
+Weight = torch.Tensor | Int8Weight | Fp32WithHalf
 
 
 def _linear(x: torch.Tensor, weight: Weight) -> torch.Tensor:
-    if isinstance(weight, Int8Weight):
+    if not isinstance(weight, torch.Tensor):
         return weight(x)
-    if x.numel() == x.shape[-1]:
-        # One row (one request in flight): a matrix-vector product. Measured on the bf16 CPU
-        # kind, oneDNN's bf16 GEMM at one row pays a fixed cost per call: the built-in model's
-        # 30 layers of projections took 27.8 ms as GEMM, 15.6 ms as GEMV, bit-identical (in
-        # fp32 the two are equal).
-        return torch.mv(weight, x.reshape(-1)).reshape(*x.shape[:-1], weight.shape[0])
+    if x.numel() == x.shape[-1] and weight.dtype == torch.bfloat16:
+        # One row (one request in flight): a matrix-vector product, bound by reading the
+        # weights. oneDNN's bf16 kernel reads them at ~10 GB/s on the bf16 CPU kind; ATen's own
+        # bf16 GEMV (fp32 sums, as oneDNN's) at ~25 GB/s: the built-in model's 106M projection
+        # weights in 21 ms against 8.5. Turning oneDNN off for the call picks ATen's kernel. The
+        # sums run in another order, so an answer can differ from a batched step's at a near tie.
+        onednn = torch.backends.mkldnn.enabled
+        torch.backends.mkldnn.enabled = False
+        try:
+            return F.linear(x, weight)
+        finally:
+            torch.backends.mkldnn.enabled = onednn
     return F.linear(x, weight)
+
+
+def _decode_attention(
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor | None,
+    scale: float,
+) -> torch.Tensor:
+    """Attention for one new token per row, as three batched ops in fp32: q [rows, heads, 1, d]
+    against the cache's keys and values [rows, kv heads, length, d]; each kv head's query heads
+    are the rows of one matmul (the layout of transformers' `repeat_kv`). SDPA's CPU kernel is
+    built for long queries: for one query it took 126 us a layer in bf16 for one row and 1.1 ms
+    for 8 rows here, this 48 us and 0.37 ms, a third of an 8-row step. Its sums are fp32 as the
+    kernel's are, in another order: an answer can differ from `generate`'s at a near tie."""
+    rows, heads, _, dim = q.shape
+    kv = keys.shape[1]
+    grouped = q.reshape(rows, kv, heads // kv, dim).to(FP32)
+    scores = torch.matmul(grouped, keys.to(FP32).transpose(-1, -2)) * scale
+    if mask is not None:  # [rows, 1, 1, length]: broadcast over the kv heads and their queries
+        scores = scores.masked_fill(~mask, float("-inf"))
+    out = torch.matmul(torch.softmax(scores, dim=-1), values.to(FP32))
+    return out.reshape(rows, heads, 1, dim).to(q.dtype)
 
 
 @dataclass
@@ -279,6 +332,16 @@ class PrefixCache:
             self.bytes -= 2 * k.numel() * k.element_size()
 
 
+def _packing(quantize: str | None, dtype: torch.dtype):
+    """How the projection and head weights are held: int8 when asked, fp32 with an fp16 copy
+    for few rows when serving in fp32 (half as much memory again), else as they are."""
+    if quantize == "int8":
+        return Int8Weight
+    if dtype == FP32:
+        return Fp32WithHalf
+    return lambda weight: weight
+
+
 class SlotBatch(RunningBatch):
     """`RunningBatch`'s contract (admit, step, drop_finished, fail_all) on the slot cache."""
 
@@ -318,7 +381,7 @@ class SlotBatch(RunningBatch):
         self.eps = config.rms_norm_eps
         self.embed = base.model.embed_tokens.weight
         self.norm = base.model.norm.weight
-        pack = Int8Weight if self.quantize == "int8" else (lambda w: w)
+        pack = _packing(self.quantize, self.embed.dtype)
         self.head = pack(base.lm_head.weight)
         self.rotary = base.model.rotary_emb
         self.scaling = self.head_dim**-0.5
@@ -424,15 +487,18 @@ class SlotBatch(RunningBatch):
                 cache_k[slot_ids, :, positions[:, 0]] = k[:, :, 0]
                 cache_v[slot_ids, :, positions[:, 0]] = v[:, :, 0]
                 keys, values = cache_k[rows, :, :end], cache_v[rows, :, :end]
-            attn = F.scaled_dot_product_attention(
-                q,
-                keys,
-                values,
-                attn_mask=mask,
-                is_causal=causal,
-                scale=self.scaling,
-                enable_gqa=self.n_kv != self.n_heads,
-            )
+            if t == 1 and q.dtype != FP32:  # in fp32, SDPA was as fast or faster
+                attn = _decode_attention(q, keys, values, mask, self.scaling)
+            else:
+                attn = F.scaled_dot_product_attention(
+                    q,
+                    keys,
+                    values,
+                    attn_mask=mask,
+                    is_causal=causal,
+                    scale=self.scaling,
+                    enable_gqa=self.n_kv != self.n_heads,
+                )
             attn = attn.transpose(1, 2).reshape(n, t, q_size)
             out = _linear(attn, layer.o)
             out = lora.add(index, "o", attn, out)

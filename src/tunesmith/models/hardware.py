@@ -14,15 +14,19 @@ if TYPE_CHECKING:
 
 @lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
-    """bf16 autocast only pays where the CPU has bf16 matrix units (AVX512-BF16 or AMX).
+    """bf16 autocast only pays where the CPU has bf16 matrix units (AVX512-BF16 or AMX), and
+    PyTorch's kernels may use AVX-512 (ATEN_CPU_CAPABILITY=avx2 caps them, as on an AVX2 CPU).
 
     Elsewhere PyTorch emulates bf16 and runs slower than fp32.
     """
+    import torch
+
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    avx512 = "AVX512" in torch.backends.cpu.get_cpu_capability()
+    return avx512 and ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
 def pick_device(requested: Literal["auto", "cpu", "cuda"]) -> str:
