@@ -12,8 +12,13 @@ adapter dispatch. Here:
 - LoRA adapters are applied per row as two batched matmuls per fused projection (Punica and
   S-LoRA's BGMV idea, with each row's A and B gathered once when the batch's rows change, not at
   every step): a batch mixing adapters costs about what one adapter costs.
-The arithmetic is transformers' own, op for op (RMSNorm in fp32, rotary embeddings from the
-model's `rotary_emb`), so greedy tokens equal `generate`'s; `tests/infer/test_slots.py` checks it.
+- a decode step's kernels are picked for one new token per row: attention as three fp32
+  matmuls, one row's projections through ATen's GEMV in bf16, and, serving in fp32, an fp16 copy
+  of the weights for up to four rows (see `_linear`, `_decode_attention`, `Fp32WithHalf`).
+Otherwise the arithmetic is transformers' own (RMSNorm in fp32, rotary embeddings from the
+model's `rotary_emb`); the sums of those kernels run in another order than `generate`'s, so
+greedy tokens equal its tokens but where its two likeliest were all but tied, and a request may
+part from its batched answer there too. `tests/infer/test_slots.py` checks both.
 """
 
 from __future__ import annotations
