@@ -95,6 +95,9 @@ def test_the_built_in_model_answers_valid_json_when_asked_for_json_object():
         engine.close()
     with pytest.raises(json.JSONDecodeError):
         json.loads(free.text)
+    assert outs[0].finish_reason == "stop", outs[0].text  # greedy closes its object
     for done in outs:
-        assert done.finish_reason == "stop", done.text
-        assert isinstance(json.loads(done.text), dict)
+        if done.finish_reason == "stop":
+            assert isinstance(json.loads(done.text), dict)
+        else:  # a sample may ramble on inside the object past max_tokens, never outside it
+            assert done.finish_reason == "length" and JsonPrefix().feed(done.text), done.text

@@ -26,6 +26,7 @@ from tunesmith.infer.batch import RunningBatch
 from tunesmith.infer.generation import Completion, Delta, Generation
 from tunesmith.infer.sampling import SamplingParams
 from tunesmith.infer.slots import SlotBatch
+from tunesmith.infer.weights import four_bit
 from tunesmith.models import threads
 from tunesmith.models.spec import ModelSpec
 
@@ -184,7 +185,7 @@ class Engine(EngineFront):
         from tunesmith.models.loading import weights_folder
 
         key = weights_folder(spec)
-        if spec.adapter is not None and self.merge_adapters:
+        if spec.adapter is not None and self.merge_adapters and not self._four_bit(key):
             key = f"{key}+{spec.adapter}"
             return self._bases.get(key) or self._load_base(spec, key, merge=True), None
         loaded = self._bases.get(key) or self._load_base(spec, key)
@@ -194,6 +195,14 @@ class Engine(EngineFront):
         if folder not in loaded.adapters:
             self._attach(loaded, folder)
         return loaded, loaded.adapters[folder]
+
+    def _four_bit(self, folder: str) -> bool:
+        """The base will be held as 4-bit on the slot cache (infer/weights.py): adapters are
+        then served beside it, not merged, even where `merge_adapters` asks."""
+        from tunesmith.models.hardware import pick_device
+
+        device = self.device or pick_device("auto")
+        return self.fast_decode and self.quantize is None and device == "cpu" and four_bit(folder)
 
     def _load_base(self, spec: ModelSpec, key: str, merge: bool = False) -> Loaded:
         from tunesmith.models.hardware import inference_dtype, pick_device

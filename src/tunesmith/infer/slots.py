@@ -14,7 +14,8 @@ adapter dispatch. Here:
   every step): a batch mixing adapters costs about what one adapter costs.
 - a decode step's kernels are picked for one new token per row: attention as three fp32
   matmuls, one row's projections through ATen's GEMV in bf16, and, serving in fp32, an fp16 copy
-  of the weights for up to four rows (see `_linear`, `_decode_attention`, `Fp32WithHalf`).
+  of the weights for one or two rows and a product split over the cores for more (see `_linear`,
+  `_decode_attention`, `Fp32WithHalf`).
 Otherwise the arithmetic is transformers' own (RMSNorm in fp32, rotary embeddings from the
 model's `rotary_emb`); the sums of those kernels run in another order than `generate`'s, so
 greedy tokens equal its tokens but where its two likeliest were all but tied, and a request may
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 
 from tunesmith.infer.batch import RunningBatch
 from tunesmith.infer.generation import Generation
+from tunesmith.infer.weights import Checkpoint, Weight, linear, packing
 
 log = logging.getLogger(__name__)
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -93,6 +95,14 @@ def _fuse(modules: list) -> torch.Tensor:
     return fused
 
 
+def _names(layer: int, *projections: str) -> tuple[str, ...]:
+    """The checkpoint's names of a Llama layer's projection weights."""
+    return tuple(
+        f"model.layers.{layer}.{'self_attn' if p[0] in 'qkvo' else 'mlp'}.{p}.weight"
+        for p in projections
+    )
+
+
 def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """LlamaRMSNorm (the variance in fp32, the weight applied after the cast back) in one fused
     kernel instead of six: bit-identical to its op-by-op form, checked in tests/infer."""
@@ -102,71 +112,6 @@ def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
-class Int8Weight:
-    """A weight stored as int8 per output channel (scale = the row's largest magnitude / 127),
-    multiplied by PyTorch's CPU kernel for weight-only int8 (`_weight_int8pack_mm`). A decode
-    step reads every weight once and is bound by those bytes: int8 reads half of bf16's and a
-    quarter of fp32's. Opt-in (`tunesmith serve --quantize int8`): it changes the answers a
-    little (the tests check first tokens; a task-level check on compare's tasks is not done)."""
-
-    def __init__(self, weight: torch.Tensor) -> None:
-        w = weight.detach().float()
-        scale = w.abs().amax(dim=1).clamp(min=1e-8) / 127
-        self.q = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8).contiguous()
-        self.scale = scale.to(weight.dtype)
-        self.shape = weight.shape
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, x.shape[-1]).contiguous()
-        out = torch.ops.aten._weight_int8pack_mm(flat, self.q, self.scale.to(x.dtype))
-        return out.reshape(*x.shape[:-1], self.shape[0])
-
-
-class Fp32WithHalf:
-    """An fp32 weight with an fp16 copy for steps of few rows (the fp32 kind: CPUs without bf16
-    units). At one to four rows fp32's GEMM runs far from the memory's speed: measured here for
-    the built-in model's 106M projection weights, 42 ms at one row and 80 ms at two (MKL, AVX2
-    and AVX-512 alike), where ATen's fp16 GEMV kernel (fp32 sums) took 9 and 17 ms. fp16 keeps
-    10 bits of mantissa, llama.cpp's f16; bf16 would keep 7. Past SMALL_ROWS the fp32 GEMM is the
-    faster one. An fp16 product that overflows (fp16 ends at 65504) is done again in fp32."""
-
-    SMALL_ROWS = 4
-
-    def __init__(self, weight: torch.Tensor) -> None:
-        self.full = weight
-        self.half = weight.detach().half()
-        self.shape = weight.shape
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if x.numel() > self.SMALL_ROWS * x.shape[-1]:
-            return F.linear(x, self.full)
-        out = F.linear(x.half(), self.half)
-        if not bool(torch.isfinite(out).all()):
-            return F.linear(x, self.full)
-        return out.float()
-
-
-Weight = torch.Tensor | Int8Weight | Fp32WithHalf
-
-
-def _linear(x: torch.Tensor, weight: Weight) -> torch.Tensor:
-    if not isinstance(weight, torch.Tensor):
-        return weight(x)
-    if x.numel() == x.shape[-1] and weight.dtype == torch.bfloat16:
-        # One row (one request in flight): a matrix-vector product, bound by reading the
-        # weights. oneDNN's bf16 kernel reads them at ~10 GB/s on the bf16 CPU kind; ATen's own
-        # bf16 GEMV (fp32 sums, as oneDNN's) at ~25 GB/s: the built-in model's 106M projection
-        # weights in 21 ms against 8.5. Turning oneDNN off for the call picks ATen's kernel. The
-        # sums run in another order, so an answer can differ from a batched step's at a near tie.
-        onednn = torch.backends.mkldnn.enabled
-        torch.backends.mkldnn.enabled = False
-        try:
-            return F.linear(x, weight)
-        finally:
-            torch.backends.mkldnn.enabled = onednn
-    return F.linear(x, weight)
 
 
 def _decode_attention(
@@ -337,16 +282,6 @@ class PrefixCache:
             self.bytes -= 2 * k.numel() * k.element_size()
 
 
-def _packing(quantize: str | None, dtype: torch.dtype):
-    """How the projection and head weights are held: int8 when asked, fp32 with an fp16 copy
-    for few rows when serving in fp32 (half as much memory again), else as they are."""
-    if quantize == "int8":
-        return Int8Weight
-    if dtype == FP32:
-        return Fp32WithHalf
-    return lambda weight: weight
-
-
 class SlotBatch(RunningBatch):
     """`RunningBatch`'s contract (admit, step, drop_finished, fail_all) on the slot cache."""
 
@@ -386,12 +321,14 @@ class SlotBatch(RunningBatch):
         self.eps = config.rms_norm_eps
         self.embed = base.model.embed_tokens.weight
         self.norm = base.model.norm.weight
-        pack = _packing(self.quantize, self.embed.dtype)
-        self.head = pack(base.lm_head.weight)
+        # The checkpoint's own fp32 values tell whether its weights are 4-bit (weights.py)
+        checkpoint = Checkpoint(base.name_or_path) if self.device == "cpu" else None
+        pack = packing(self.quantize, self.embed.dtype, checkpoint)
+        self.head = pack(base.lm_head.weight, ("lm_head.weight",))
         self.rotary = base.model.rotary_emb
         self.scaling = self.head_dim**-0.5
         self.layers = []
-        for block in base.model.layers:
+        for index, block in enumerate(base.model.layers):
             attn, mlp = block.self_attn, block.mlp
             modules = {
                 name: getattr(attn if name[0] in "qkvo" else mlp, name) for name in PROJECTIONS
@@ -400,10 +337,10 @@ class SlotBatch(RunningBatch):
             gate_up = _fuse([modules["gate_proj"], modules["up_proj"]])
             self.layers.append(
                 Layer(
-                    qkv=pack(qkv),
-                    o=pack(_weight(modules["o_proj"])),
-                    gate_up=pack(gate_up),
-                    down=pack(_weight(modules["down_proj"])),
+                    qkv=pack(qkv, _names(index, "q_proj", "k_proj", "v_proj")),
+                    o=pack(_weight(modules["o_proj"]), _names(index, "o_proj")),
+                    gate_up=pack(gate_up, _names(index, "gate_proj", "up_proj")),
+                    down=pack(_weight(modules["down_proj"]), _names(index, "down_proj")),
                     attn_norm=block.input_layernorm.weight,
                     mlp_norm=block.post_attention_layernorm.weight,
                     modules=modules,
@@ -473,7 +410,7 @@ class SlotBatch(RunningBatch):
         q_size, kv_size = self.n_heads * self.head_dim, self.n_kv * self.head_dim
         for index, layer in enumerate(self.layers):
             h = _rms(x, layer.attn_norm, self.eps)
-            qkv = _linear(h, layer.qkv)
+            qkv = linear(h, layer.qkv)
             qkv = lora.add(index, "qkv", h, qkv)
             q, k, v = qkv.split((q_size, kv_size, kv_size), dim=-1)
             q = q.view(n, t, self.n_heads, self.head_dim).transpose(1, 2)
@@ -505,19 +442,19 @@ class SlotBatch(RunningBatch):
                     enable_gqa=self.n_kv != self.n_heads,
                 )
             attn = attn.transpose(1, 2).reshape(n, t, q_size)
-            out = _linear(attn, layer.o)
+            out = linear(attn, layer.o)
             out = lora.add(index, "o", attn, out)
             x = x + out
             h = _rms(x, layer.mlp_norm, self.eps)
-            gate_up = _linear(h, layer.gate_up)
+            gate_up = linear(h, layer.gate_up)
             gate_up = lora.add(index, "gate_up", h, gate_up)
             gate, up = gate_up.chunk(2, dim=-1)
             act = F.silu(gate) * up
-            out = _linear(act, layer.down)
+            out = linear(act, layer.down)
             out = lora.add(index, "down", act, out)
             x = x + out
         x = _rms(x[:, -1], self.norm, self.eps)
-        return _linear(x, self.head)
+        return linear(x, self.head)
 
     # --- the batch's contract --------------------------------------------------------------------
     @torch.inference_mode()

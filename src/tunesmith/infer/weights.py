@@ -1,0 +1,258 @@
+"""How the slot cache's projection and head weights are held, and multiplied, on a CPU.
+
+A decode step multiplies one new token per row by every weight, so it is bound by reading the
+weights and by how well a kernel runs at a few rows; the right kernel depends on the dtype and
+the rows at hand. Each holder here is called like `F.linear(x, weight)`:
+- a plain tensor (bf16 on a CPU with bf16 units), one row through ATen's GEMV (`linear`);
+- `Fp32WithHalf` on a CPU without them: an fp16 copy for one or two rows, a product split over
+  the cores for more;
+- `Int4Weight` where the checkpoint's weights are 4-bit numbers in groups of 32, as a model
+  dequantised from a Q4_0/Q4_1 GGUF has (the built-in model): PyTorch's int4 kernel reads an
+  eighth of fp32's bytes, and the numbers are the checkpoint's own;
+- `Int8Weight`, opt-in (`--quantize int8`): it rounds the weights, and changes the answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+FP32 = torch.float32
+
+
+class Int8Weight:
+    """A weight stored as int8 per output channel (scale = the row's largest magnitude / 127),
+    multiplied by PyTorch's CPU kernel for weight-only int8 (`_weight_int8pack_mm`). A decode
+    step reads every weight once and is bound by those bytes: int8 reads half of bf16's and a
+    quarter of fp32's. Opt-in (`tunesmith serve --quantize int8`): it changes the answers a
+    little (the tests check first tokens; a task-level check on compare's tasks is not done)."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        w = weight.detach().float()
+        scale = w.abs().amax(dim=1).clamp(min=1e-8) / 127
+        self.q = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8).contiguous()
+        self.scale = scale.to(weight.dtype)
+        self.shape = weight.shape
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1]).contiguous()
+        out = torch.ops.aten._weight_int8pack_mm(flat, self.q, self.scale.to(x.dtype))
+        return out.reshape(*x.shape[:-1], self.shape[0])
+
+
+class Fp32WithHalf:
+    """An fp32 weight for a CPU without bf16 units, multiplied the fastest way for the rows at
+    hand. Measured on 30 layers of the built-in model's gate/up weights (212 MB in fp32), with
+    PyTorch's kernels capped at AVX2 as on that CPU kind (AVX-512 gave the same):
+    - MKL's fp32 GEMM, through `F.linear`, runs on one core for these shapes: 13 ms at one row,
+      18-23 ms from 2 to 16 rows, far from the memory's speed.
+    - The same product as a `bmm` over `parts` slices of the output (a view of the weight, no
+      copy) runs each slice on its own core: 5-6 ms at one row, 10-12 at 8 rows, 14-16 at 16,
+      and the same as `F.linear` for a prompt of hundreds of tokens. Each output is the same
+      fp32 dot product (bit for bit at most row counts; the kernel's blocking decides).
+    - ATen's fp16 GEMV (fp32 sums) on an fp16 copy reads half the bytes: 2.6 ms at one row,
+      5.0 at two, but rereads the weights for every row (9 ms at four). So up to SMALL_ROWS
+      rows take the copy. fp16 keeps 10 bits of mantissa, llama.cpp's f16; bf16 would keep 7.
+      An fp16 product that overflows (fp16 ends at 65504) is done again in fp32."""
+
+    SMALL_ROWS = 2
+
+    def __init__(self, weight: torch.Tensor, half: bool = True) -> None:
+        """`half=False`: no fp16 copy (an `Int4Weight` takes the few rows)."""
+        self.full = weight
+        self.half = weight.detach().half() if half else None
+        self.shape = weight.shape
+        self.parts = max(2, torch.get_num_threads())
+        if weight.shape[0] % self.parts:  # slices must be equal: one GEMM for all rows then
+            self.parts = 1
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.half is None or x.numel() > self.SMALL_ROWS * x.shape[-1]:
+            return self._split(x)
+        out = F.linear(x.half(), self.half)
+        if not bool(torch.isfinite(out).all()):
+            return self._split(x)
+        return out.float()
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        if self.parts == 1:
+            return F.linear(x, self.full)
+        n, k = self.shape
+        flat = x.reshape(-1, k)
+        slices = self.full.view(self.parts, n // self.parts, k).transpose(1, 2)
+        out = torch.bmm(flat.expand(self.parts, *flat.shape), slices)  # [parts, rows, n/parts]
+        return out.transpose(0, 1).reshape(*x.shape[:-1], n)
+
+
+class Int4Weight:
+    """A weight that is `d * q + m` in each group of 32 along its input, q in 0..15: the form
+    Q4_1 (and, with m = -8d, Q4_0) dequantises to. The built-in model is such a GGUF, so its
+    weights are 4-bit numbers; held as 4-bit, they take an eighth of fp32's bytes and are
+    multiplied by PyTorch's CPU kernel for them (`_weight_int4pack_mm_for_cpu`). Measured on 30
+    layers of the built-in model's gate/up weights, ms at 1 / 8 / 16 rows: fp32 13 / 14 / 18, the
+    split fp32 product 5 / 11 / 15, int4 3 / 6 / 12 with PyTorch's kernels capped at AVX2; bf16
+    5.6 / 6.3 / 7.4 against int4 1.0 / 3.0 / 5.5 with AVX512-BF16.
+
+    Not free of rounding: the kernel is fast only with bf16 inputs (fp32 or fp16 ran 10-50x
+    slower) and takes bf16 scales. So a CPU without bf16 units multiplies these weights as one
+    with them does (bf16 inputs, fp32 sums), and each group's d and m + 8d are rounded to bf16:
+    measured on the built-in model, a weight moves by 0.17% of its size on average, bf16's own
+    rounding 0.11%. Past MAX_ROWS (a prompt's prefill) the dense weight is as fast or faster."""
+
+    GROUP = 32
+    MAX_ROWS = 32
+
+    def __init__(self, packed: torch.Tensor, scales: torch.Tensor, dense: Weight) -> None:
+        self.packed = packed
+        self.scales = scales  # [in / 32, out, 2]: each group's scale and zero
+        self.dense = dense
+        self.shape = dense.shape
+
+    @classmethod
+    def exact(cls, source: torch.Tensor, dense: Weight) -> Int4Weight | None:
+        """`source`: the weight as the checkpoint holds it, in fp32; None unless it is 4-bit."""
+        grid = _four_bit_grid(source)
+        if grid is None:
+            return None
+        q, scales = grid
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
+        return cls(packed, scales, dense)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        if flat.shape[0] > self.MAX_ROWS:
+            return linear(x, self.dense)
+        out = torch.ops.aten._weight_int4pack_mm_for_cpu(
+            flat.to(torch.bfloat16), self.packed, self.GROUP, self.scales
+        )
+        return out.to(x.dtype).reshape(*x.shape[:-1], self.shape[0])
+
+
+Weight = torch.Tensor | Int8Weight | Fp32WithHalf | Int4Weight
+
+
+def _four_bit_grid(source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A weight's 4-bit numbers [out, in] and its groups' scales and zeros [in / 32, out, 2] in
+    the int4 kernel's form, w = (q - 8) * scale + zero; None unless every group is 4-bit:
+    rounding to the grid may move a value by no more than fp32's own rounding of `d * q + m`,
+    a thousandth of a step here (a weight that is not 4-bit moves by up to half a step, a
+    quarter on average)."""
+    group = Int4Weight.GROUP
+    out, size = source.shape
+    if size % group or out % 2:
+        return None
+    groups = source.reshape(out, size // group, group)
+    low = groups.amin(dim=-1, keepdim=True)
+    step = (groups.amax(dim=-1, keepdim=True) - low) / 15
+    q = ((groups - low) / step.clamp(min=torch.finfo(FP32).tiny)).round().clamp(0, 15)
+    if not bool(((q * step + low - groups).abs() <= step * 1e-3).all()):
+        return None
+    scales = torch.cat([step, low + 8 * step], dim=-1).transpose(0, 1)
+    return q.reshape(out, size).to(torch.int32), scales.to(torch.bfloat16).contiguous()
+
+
+def four_bit_values(source: torch.Tensor) -> torch.Tensor | None:
+    """The weight an `Int4Weight` multiplies by, in fp32 (its scales are bf16), or None."""
+    grid = _four_bit_grid(source)
+    if grid is None:
+        return None
+    q, scales = grid
+    scale, zero = scales.float().transpose(0, 1).repeat_interleave(Int4Weight.GROUP, 1).unbind(-1)
+    return (q - 8) * scale + zero
+
+
+def linear(x: torch.Tensor, weight: Weight) -> torch.Tensor:
+    if not isinstance(weight, torch.Tensor):
+        return weight(x)
+    if x.numel() == x.shape[-1] and weight.dtype == torch.bfloat16:
+        # One row (one request in flight): a matrix-vector product, bound by reading the
+        # weights. oneDNN's bf16 kernel reads them at ~10 GB/s on the bf16 CPU kind; ATen's own
+        # bf16 GEMV (fp32 sums, as oneDNN's) at ~25 GB/s: the built-in model's 106M projection
+        # weights in 21 ms against 8.5. Turning oneDNN off for the call picks ATen's kernel. The
+        # sums run in another order, so an answer can differ from a batched step's at a near tie.
+        onednn = torch.backends.mkldnn.enabled
+        torch.backends.mkldnn.enabled = False
+        try:
+            return F.linear(x, weight)
+        finally:
+            torch.backends.mkldnn.enabled = onednn
+    return F.linear(x, weight)
+
+
+class Checkpoint:
+    """The fp32 tensors of a safetensors checkpoint folder, read one at a time by name (a
+    sharded one through its index); empty for anything else (a hub id, a bf16 file)."""
+
+    def __init__(self, folder: str) -> None:
+        from safetensors import safe_open
+
+        self._open = safe_open
+        self._files: dict[str, Path] = {}
+        root = Path(folder)
+        index = root / "model.safetensors.index.json"
+        if index.is_file():
+            weight_map = json.loads(index.read_text()).get("weight_map", {})
+            self._files = {name: root / file for name, file in weight_map.items()}
+        elif (root / "model.safetensors").is_file():
+            with safe_open(root / "model.safetensors", "pt") as f:
+                self._files = dict.fromkeys(f.keys(), root / "model.safetensors")
+
+    def get(self, *names: str) -> torch.Tensor | None:
+        """The named tensors stacked along their first dimension (a fused weight), or None."""
+        parts = []
+        for name in names:
+            if name not in self._files:
+                return None
+            with self._open(self._files[name], "pt") as f:
+                if f.get_slice(name).get_dtype() != "F32":
+                    return None
+                parts.append(f.get_tensor(name))
+        return torch.cat(parts)
+
+
+def packing(
+    quantize: str | None, dtype: torch.dtype, checkpoint: Checkpoint | None
+) -> Callable[[torch.Tensor, tuple[str, ...]], Weight]:
+    """How a weight is held, given its names in the checkpoint: int8 when asked; else as 4-bit
+    where the checkpoint holds 4-bit numbers (`checkpoint` None: never; TUNESMITH_EXACT_INT4=0
+    turns it off), over fp32 with an fp16 copy for few rows when serving in fp32, or as it is."""
+    if quantize == "int8":
+        return lambda weight, names: Int8Weight(weight)
+    dense = Fp32WithHalf if dtype == FP32 else (lambda weight: weight)
+    if checkpoint is None or not _int4_on():
+        return lambda weight, names: dense(weight)
+
+    def pack(weight: torch.Tensor, names: tuple[str, ...]) -> Weight:
+        source = checkpoint.get(*names)
+        # the loaded weight must be the checkpoint's (a merged adapter changed it): else dense
+        if source is None or not torch.equal(source.to(weight.dtype), weight):
+            return dense(weight)
+        # the dense weight then serves only prefills: no fp16 copy for few rows
+        prefill = Fp32WithHalf(weight, half=False) if dtype == FP32 else weight
+        return Int4Weight.exact(source, prefill) or dense(weight)
+
+    return pack
+
+
+def _int4_on() -> bool:
+    return os.environ.get("TUNESMITH_EXACT_INT4", "1") != "0"
+
+
+def four_bit(folder: str) -> bool:
+    """Whether the slot cache will hold this checkpoint's weights as 4-bit (its first layer's
+    q_proj read as the sample). Then an adapter is better served beside them than merged into
+    a dense copy: merged, the weights are no longer 4-bit, and `compare` would time the
+    fine-tuned model on slower weights than the prompting strategies."""
+    return _int4_on() and _four_bit_checkpoint(folder)
+
+
+@lru_cache(maxsize=16)
+def _four_bit_checkpoint(folder: str) -> bool:
+    source = Checkpoint(folder).get("model.layers.0.self_attn.q_proj.weight")
+    return source is not None and _four_bit_grid(source) is not None
