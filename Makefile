@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test lint format bench-train bench-serve bench-lora bench-int8 llama-server vllm clean
+.PHONY: demo test lint format bench-train bench-serve bench-lora bench-quality llama-server vllm clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,8 +60,8 @@ bench-serve: $(VENV)/.installed-dev
 bench-lora: $(VENV)/.installed-dev
 	$(BIN)/python bench/multi_lora.py
 
-bench-int8: $(VENV)/.installed-dev
-	$(BIN)/python bench/int8_quality.py
+bench-quality: $(VENV)/.installed-dev
+	$(BIN)/python bench/decode_quality.py
 
 clean:
 	rm -rf $(VENV)

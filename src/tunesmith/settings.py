@@ -50,10 +50,11 @@ class Settings(BaseSettings):
         "step 1.1x to 2x faster than transformers' own forward at 16 to 1 rows, README's "
         "Performance); false serves every model through transformers' own forward.",
     )
-    quantize: Literal["int8"] | None = Field(
+    quantize: Literal["int8", "int4"] | None = Field(
         default=None,
-        description="int8: weight-only int8 decoding on the slot cache (opt-in: answers change "
-        "a little).",
+        description="int8: weight-only int8 decoding on the slot cache; int4: a 4-bit "
+        "checkpoint's weights (the built-in model's) held as 4-bit (opt-in: answers change a "
+        "little with either).",
     )
 
     # --- what the server accepts: everything here is closed unless the operator opens it ---------

@@ -182,7 +182,7 @@ def test_usage_errors_print_no_traceback(args, named):
     ("command", "flag", "named"),
     [
         ("serve", ["--engine", "tgi"], "builtin, llamacpp, vllm"),
-        ("serve", ["--quantize", "int4"], "--quantize int8"),
+        ("serve", ["--quantize", "int2"], "--quantize int8 or --quantize int4"),
         ("compare", ["--train", "t.jsonl", "--test", "t.jsonl", "--quantize", "fp8"], "int8"),
     ],
     ids=["serve-engine", "serve-quantize", "compare-quantize"],

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 # Logit gap between the two likeliest tokens up to which sums in another order may swap them
-# (the slot path's one-row GEMV and decode attention, the int4 kernel's bf16 scales, another
+# (the slot path's one-row GEMV and decode attention, the int4 kernel's bf16 inputs, another
 # engine's kernels): two bf16 steps at the built-in model's logits. Past such a step two correct
 # decoders may write different answers; anywhere else a different token is a bug.
 NEAR_TIE = 0.25
@@ -37,22 +37,23 @@ class Greedy:
         return same
 
 
-def _generate(folder: Path, adapter: Path | None, ids: list[int], n: int) -> Greedy:
+def _generate(
+    folder: Path, adapter: Path | None, ids: list[int], n: int, int4: bool = False
+) -> Greedy:
     """One request, greedy, in the dtype tunesmith serves in here (bf16 where the CPU has bf16
-    units), told of no end token, so it always gives `n` tokens. Where the slot cache holds the
-    checkpoint's projections as 4-bit (the built-in model), with the weights it multiplies by."""
+    units), told of no end token, so it always gives `n` tokens. `int4`: with the projection
+    weights `--quantize int4` multiplies by (the checkpoint's 4-bit numbers, bf16 scales)."""
     from transformers import AutoModelForCausalLM
 
-    from tunesmith.infer.weights import Checkpoint, four_bit, four_bit_values
+    from tunesmith.infer.weights import Checkpoint, four_bit_values
     from tunesmith.models.hardware import inference_dtype
 
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=inference_dtype("cpu"))
-    if four_bit(str(folder)):
+    if int4:
         checkpoint = Checkpoint(str(folder))
         for name, parameter in model.named_parameters():
-            source = checkpoint.get(name) if name.endswith("_proj.weight") else None
-            if source is not None:
-                parameter.data = four_bit_values(source).to(parameter.dtype)
+            if name.endswith("_proj.weight"):
+                parameter.data = four_bit_values(checkpoint.get(name)).to(parameter.dtype)
     if adapter is not None:
         from peft import PeftModel
 
@@ -69,6 +70,6 @@ def _generate(folder: Path, adapter: Path | None, ids: list[int], n: int) -> Gre
 
 
 @pytest.fixture
-def reference() -> Callable[[Path, Path | None, list[int], int], Greedy]:
-    """`reference(folder, adapter, prompt_ids, n)`: what plain `generate` gives."""
+def reference() -> Callable[..., Greedy]:
+    """`reference(folder, adapter, prompt_ids, n, int4=False)`: what plain `generate` gives."""
     return _generate

@@ -55,18 +55,15 @@ def test_the_built_in_model_decodes_on_slots_as_generate_does(
     batched = [engine.submit(spec, ids, params) for ids, params in runs]
     batched = [engine.wait(s) for s in batched]
     assert isinstance(loaded(engine).batch, SlotBatch)
-    total = 0
     for (ids, params), done in zip(runs, batched, strict=True):
         # generate (told of no end) goes on past the end-of-turn token where the engine stops.
         expected = reference(builtin_dir, None, ids, params.max_tokens)
         compared = expected.same_but_at_near_ties(done.token_ids)
-        total += compared
+        assert compared >= min(len(done.token_ids), 6), (compared, done.token_ids)
         if done.finish_reason == "stop" and compared == len(done.token_ids):
             assert expected.tokens[compared] in loaded(engine).stop_ids
         elif done.finish_reason != "stop":
             assert len(done.token_ids) == params.max_tokens
-    # an answer may part at a near tie early ("Hello! I'm" or "I am"): enough were compared
-    assert total >= 24, total
 
 
 @pytest.mark.slow
@@ -95,48 +92,6 @@ def test_the_fused_rms_norm_equals_llamas_op_by_op_one() -> None:
         layer = norm.to(dtype)
         x = (torch.randn(4, 3, 576) * 3).to(dtype)
         assert torch.equal(_rms(x, layer.weight, 1e-5), layer(x))
-
-
-def test_one_row_linear_is_the_product_within_bf16_rounding_and_leaves_onednn_on() -> None:
-    """One row in bf16 runs ATen's GEMV, not oneDNN's (2.5x faster here): the same fp32 sums in
-    another order, so the product is as close to fp32's as the batched one is."""
-    from tunesmith.infer.weights import linear
-
-    torch.manual_seed(0)
-    w = (torch.randn(960, 576) * 0.05).bfloat16()
-    x = torch.randn(1, 1, 576).bfloat16()
-    exact = torch.nn.functional.linear(x.float(), w.float())
-    one_row = linear(x, w).float()
-    batched = torch.nn.functional.linear(x.expand(8, 1, 576), w)[0].float()
-    assert (one_row - exact).abs().max() <= 2 * (batched - exact).abs().max() + 1e-6
-    assert torch.backends.mkldnn.enabled
-
-
-def test_fp32_weights_multiply_few_rows_in_fp16_and_more_split_over_the_cores() -> None:
-    from tunesmith.infer.weights import Fp32WithHalf
-
-    torch.manual_seed(0)
-    w = torch.randn(960, 576) * 0.05
-    weight = Fp32WithHalf(w)
-    assert weight.parts >= 2
-    for rows in (1, 2):
-        x = torch.randn(rows, 1, 576)
-        out = weight(x)
-        assert out.dtype == torch.float32 and out.shape == (rows, 1, 960)
-        # fp16's 10 mantissa bits on the weights and the input: ~1e-3 of each product
-        torch.testing.assert_close(out, torch.nn.functional.linear(x, w), rtol=0, atol=2e-2)
-        assert not torch.equal(out, torch.nn.functional.linear(x, w))  # it did take fp16
-    for shape in ((5, 1, 576), (1, 64, 576), (3, 7, 576)):  # decode steps and prefills
-        many = torch.randn(*shape)
-        # the same fp32 dot products as F.linear's, the kernel's blocking aside
-        out = weight(many)
-        assert out.shape == (*shape[:-1], 960)
-        torch.testing.assert_close(out, torch.nn.functional.linear(many, w), rtol=1e-5, atol=1e-5)
-    huge = torch.full((1, 1, 576), 70_000.0)  # past fp16's range: done again in fp32
-    torch.testing.assert_close(weight(huge), torch.nn.functional.linear(huge, w))
-    odd = Fp32WithHalf(torch.randn(577, 576))  # slices must be equal: one GEMM then
-    x = torch.randn(4, 1, 576)
-    assert odd.parts == 1 and torch.equal(odd(x), torch.nn.functional.linear(x, odd.full))
 
 
 def test_decode_attention_equals_sdpa_within_fp32_rounding() -> None:
@@ -250,18 +205,6 @@ def test_the_prefix_cache_keeps_to_its_budget() -> None:
     assert len(cache.match("other-adapter", list(range(10 * PrefixCache.BLOCK)))) == 0
 
 
-def test_int8_weights_multiply_within_a_percent_of_the_full_ones() -> None:
-    from tunesmith.infer.weights import Int8Weight
-
-    torch.manual_seed(0)
-    weight, x = torch.randn(96, 64), torch.randn(5, 3, 64)
-    exact = torch.nn.functional.linear(x, weight)
-    packed = Int8Weight(weight)
-    assert packed.q.dtype == torch.int8
-    error = (packed(x) - exact).norm() / exact.norm()
-    assert error < 0.01
-
-
 @pytest.mark.slow
 def test_int8_decoding_on_the_built_in_model_stays_close(builtin_dir) -> None:
     """Opt-in int8 keeps the model's first choice for each prompt."""
@@ -276,6 +219,63 @@ def test_int8_decoding_on_the_built_in_model_stays_close(builtin_dir) -> None:
         e.close()
     for full, int8 in zip(firsts[None], firsts["int8"], strict=True):
         assert int8.token_ids == full.token_ids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bf16", [True, False], ids=["bf16", "fp32"])
+def test_int4_decodes_the_built_in_model_as_generate_on_its_four_bit_weights(
+    builtin_dir, reference, monkeypatch, bf16
+) -> None:
+    """`--quantize int4` holds the built-in model's projections as the 4-bit numbers its GGUF
+    has: rows joining and leaving give the tokens `generate` gives with those weights (bf16
+    scales), but at near ties; on a CPU without bf16 units too (the kernel's inputs are bf16)."""
+    from tunesmith.infer.weights import Int4Weight
+    from tunesmith.models import hardware
+
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: bf16)
+    engine = Engine(max_batch=8, device="cpu", quantize="int4")
+    try:
+        spec = local(builtin_dir)
+        runs = [(ids_of(engine, spec, p), n) for p, n in zip(PROMPTS, (24, 6, 16, 10), strict=True)]
+        waits = [engine.submit(spec, ids, SamplingParams(max_tokens=n, temperature=0))
+                 for ids, n in runs]  # fmt: skip
+        done = [engine.wait(s) for s in waits]
+        batch = loaded(engine).batch
+        assert all(isinstance(layer.gate_up, Int4Weight) for layer in batch.layers)
+        assert not isinstance(batch.head, Int4Weight)  # the tied head is Q8_0 in the GGUF
+    finally:
+        engine.close()
+    total = 0
+    for (ids, n), answer in zip(runs, done, strict=True):
+        total += reference(builtin_dir, None, ids, n, int4=True).same_but_at_near_ties(
+            answer.token_ids
+        )
+    assert total >= 24, total
+
+
+@pytest.mark.slow
+def test_int4_serves_an_adapter_beside_the_four_bit_base_where_asked_to_merge(
+    builtin_dir, reference, tmp_path
+) -> None:
+    """compare asks for merged adapters; merged, the weights would not be 4-bit and the
+    fine-tuned model would be timed on slower weights than the prompting strategies. So one
+    base is loaded, and the adapter applied per row: PEFT's tokens on the 4-bit weights."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(4)
+    base = AutoModelForCausalLM.from_pretrained(builtin_dir, dtype=torch.float32)
+    config = LoraConfig(r=4, lora_alpha=2, target_modules="all-linear", init_lora_weights=False)
+    get_peft_model(base, config).save_pretrained(tmp_path / "lora")
+    engine = Engine(max_batch=8, device="cpu", merge_adapters=True, quantize="int4")
+    try:
+        spec = local(builtin_dir, tmp_path / "lora", "lora")
+        ids = ids_of(engine, spec, PROMPTS[2])
+        done = engine.wait(engine.submit(spec, ids, SamplingParams(max_tokens=24, temperature=0)))
+        assert list(loaded(engine).adapters) == [str(tmp_path / "lora")]  # attached, not merged
+    finally:
+        engine.close()
+    expected = reference(builtin_dir, tmp_path / "lora", ids, 24, int4=True)
+    assert expected.same_but_at_near_ties(done.token_ids) >= 8
 
 
 def peft_tokens_until_a_tie(

@@ -151,8 +151,8 @@ def compare_command(
     quantize: Annotated[
         str | None,
         typer.Option(
-            help="int8: answer with weight-only int8 decoding, as `serve --quantize int8` "
-            "would (compare a run without it to see what it costs your task)."
+            help="int8 or int4: answer as `serve --quantize int8|int4` would (compare a run "
+            "without it to see what it costs your task)."
         ),
     ] = None,
 ) -> None:

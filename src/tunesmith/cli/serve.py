@@ -82,7 +82,9 @@ def serve_command(
         str | None,
         typer.Option(
             help="int8: weight-only int8 decoding of Llama-family models on a CPU (about half "
-            "the bytes per step; answers change a little). Also TUNESMITH_QUANTIZE.",
+            "the bytes per step); int4: a 4-bit checkpoint's weights (a Q4_0/Q4_1 GGUF's, the "
+            "built-in model's) held as 4-bit, an eighth of fp32's bytes, other weights as they "
+            "are. Answers change a little with either. Also TUNESMITH_QUANTIZE.",
         ),
     ] = None,
 ) -> None:

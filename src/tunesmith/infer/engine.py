@@ -59,10 +59,11 @@ Run = tuple[list[int], SamplingParams]  # one sequence to generate: prompt token
 
 
 def check_quantize(quantize: str | None) -> None:
-    """--quantize's one choice, checked before anything loads."""
-    if quantize not in (None, "int8"):
+    """--quantize's choices, checked before anything loads."""
+    if quantize not in (None, "int8", "int4"):
         raise TunesmithError(
-            f"--quantize {quantize!r} is not a choice.", "Use --quantize int8, or leave it out."
+            f"--quantize {quantize!r} is not a choice.",
+            "Use --quantize int8 or --quantize int4, or leave it out.",
         )
 
 
@@ -158,7 +159,8 @@ class Engine(EngineFront):
         ~1.5x slower decoding on a CPU, where PEFT's per-layer overhead dominates).
         `fast_decode`: decode Llama-family models on the slot cache (infer/slots.py), the
         default; False keeps transformers' own forward (infer/batch.py) for every model.
-        `quantize="int8"`: weight-only int8 on the slot path (opt-in; see infer/slots.py)."""
+        `quantize`: "int8" (weight-only int8) or "int4" (a 4-bit checkpoint's numbers as 4-bit)
+        on the slot path, opt-in: both change the answers a little (infer/weights.py)."""
         self.max_batch = max_batch
         self.fast_decode = fast_decode
         self.quantize = quantize
@@ -197,12 +199,12 @@ class Engine(EngineFront):
         return loaded, loaded.adapters[folder]
 
     def _four_bit(self, folder: str) -> bool:
-        """The base will be held as 4-bit on the slot cache (infer/weights.py): adapters are
-        then served beside it, not merged, even where `merge_adapters` asks."""
+        """`--quantize int4` will hold the base as 4-bit on the slot cache (infer/weights.py):
+        adapters are then served beside it, not merged, even where `merge_adapters` asks."""
         from tunesmith.models.hardware import pick_device
 
         device = self.device or pick_device("auto")
-        return self.fast_decode and self.quantize is None and device == "cpu" and four_bit(folder)
+        return self.fast_decode and self.quantize == "int4" and device == "cpu" and four_bit(folder)
 
     def _load_base(self, spec: ModelSpec, key: str, merge: bool = False) -> Loaded:
         from tunesmith.models.hardware import inference_dtype, pick_device

@@ -293,7 +293,8 @@ class SlotBatch(RunningBatch):
         prefix_cache_bytes: int = 256 * 1024**2,
         quantize: str | None = None,
     ) -> None:
-        """`quantize`: None, or "int8" for weight-only int8 projections and head (CPU)."""
+        """`quantize`: None, "int8" (weight-only int8 projections and head) or "int4" (a 4-bit
+        checkpoint's projections as 4-bit), on a CPU (infer/weights.py)."""
         super().__init__(model, device, pad_id)
         self.quantize = quantize
         self.prefixes = PrefixCache(prefix_cache_bytes)

@@ -6,16 +6,16 @@ the rows at hand. Each holder here is called like `F.linear(x, weight)`:
 - a plain tensor (bf16 on a CPU with bf16 units), one row through ATen's GEMV (`linear`);
 - `Fp32WithHalf` on a CPU without them: an fp16 copy for one or two rows, a product split over
   the cores for more;
-- `Int4Weight` where the checkpoint's weights are 4-bit numbers in groups of 32, as a model
-  dequantised from a Q4_0/Q4_1 GGUF has (the built-in model): PyTorch's int4 kernel reads an
-  eighth of fp32's bytes, and the numbers are the checkpoint's own;
-- `Int8Weight`, opt-in (`--quantize int8`): it rounds the weights, and changes the answers.
+- opt-in (`--quantize`), each changing the answers a little: `Int4Weight` where the
+  checkpoint's weights are 4-bit numbers in groups of 32, as a model dequantised from a
+  Q4_0/Q4_1 GGUF has (the built-in model): PyTorch's int4 kernel reads an eighth of fp32's
+  bytes, the numbers are the checkpoint's own but the scales and inputs bf16; `Int8Weight`,
+  weight-only int8 per output channel, for any model.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -219,13 +219,13 @@ class Checkpoint:
 def packing(
     quantize: str | None, dtype: torch.dtype, checkpoint: Checkpoint | None
 ) -> Callable[[torch.Tensor, tuple[str, ...]], Weight]:
-    """How a weight is held, given its names in the checkpoint: int8 when asked; else as 4-bit
-    where the checkpoint holds 4-bit numbers (`checkpoint` None: never; TUNESMITH_EXACT_INT4=0
-    turns it off), over fp32 with an fp16 copy for few rows when serving in fp32, or as it is."""
+    """How a weight is held, given its names in the checkpoint: as int8 with `int8`; as 4-bit
+    with `int4` where the checkpoint (None: none to read) holds 4-bit numbers; else dense: over
+    fp32 with an fp16 copy for few rows when serving in fp32, or as it is."""
     if quantize == "int8":
         return lambda weight, names: Int8Weight(weight)
     dense = Fp32WithHalf if dtype == FP32 else (lambda weight: weight)
-    if checkpoint is None or not _int4_on():
+    if quantize != "int4" or checkpoint is None:
         return lambda weight, names: dense(weight)
 
     def pack(weight: torch.Tensor, names: tuple[str, ...]) -> Weight:
@@ -240,19 +240,11 @@ def packing(
     return pack
 
 
-def _int4_on() -> bool:
-    return os.environ.get("TUNESMITH_EXACT_INT4", "1") != "0"
-
-
+@lru_cache(maxsize=16)
 def four_bit(folder: str) -> bool:
-    """Whether the slot cache will hold this checkpoint's weights as 4-bit (its first layer's
+    """Whether `--quantize int4` holds this checkpoint's weights as 4-bit (its first layer's
     q_proj read as the sample). Then an adapter is better served beside them than merged into
     a dense copy: merged, the weights are no longer 4-bit, and `compare` would time the
     fine-tuned model on slower weights than the prompting strategies."""
-    return _int4_on() and _four_bit_checkpoint(folder)
-
-
-@lru_cache(maxsize=16)
-def _four_bit_checkpoint(folder: str) -> bool:
     source = Checkpoint(folder).get("model.layers.0.self_attn.q_proj.weight")
     return source is not None and _four_bit_grid(source) is not None

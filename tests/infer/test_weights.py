@@ -1,0 +1,158 @@
+"""How the slot cache holds and multiplies its weights (infer/weights.py): each holder gives
+`F.linear`'s product within its stated rounding, and 4-bit weights are taken only where the
+checkpoint's numbers are 4-bit, and only while the loaded weights are the checkpoint's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from tunesmith.infer.weights import (
+    Checkpoint,
+    Fp32WithHalf,
+    Int4Weight,
+    Int8Weight,
+    four_bit,
+    four_bit_values,
+    linear,
+    packing,
+)
+
+
+def q4_1(out: int, size: int, seed: int = 0) -> torch.Tensor:
+    """A weight as a Q4_1 GGUF dequantises: d * q + m per group of 32, d and m fp16."""
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randint(0, 16, (out, size // 32, 32), generator=g).float()
+    q[..., 0], q[..., 1] = 0, 15  # the quantiser's own grid spans each group
+    d = (torch.rand(out, size // 32, 1, generator=g) * 0.01 + 1e-4).half().float()
+    m = (torch.randn(out, size // 32, 1, generator=g) * 0.05).half().float()
+    return (d * q + m).reshape(out, size)
+
+
+def test_one_row_linear_is_the_product_within_bf16_rounding_and_leaves_onednn_on() -> None:
+    """One row in bf16 runs ATen's GEMV, not oneDNN's (2.5x faster here): the same fp32 sums in
+    another order, so the product is as close to fp32's as the batched one is."""
+    torch.manual_seed(0)
+    w = (torch.randn(960, 576) * 0.05).bfloat16()
+    x = torch.randn(1, 1, 576).bfloat16()
+    exact = torch.nn.functional.linear(x.float(), w.float())
+    one_row = linear(x, w).float()
+    batched = torch.nn.functional.linear(x.expand(8, 1, 576), w)[0].float()
+    assert (one_row - exact).abs().max() <= 2 * (batched - exact).abs().max() + 1e-6
+    assert torch.backends.mkldnn.enabled
+
+
+def test_fp32_weights_multiply_few_rows_in_fp16_and_more_split_over_the_cores() -> None:
+    torch.manual_seed(0)
+    w = torch.randn(960, 576) * 0.05
+    weight = Fp32WithHalf(w)
+    assert weight.parts >= 2
+    for rows in (1, 2):
+        x = torch.randn(rows, 1, 576)
+        out = weight(x)
+        assert out.dtype == torch.float32 and out.shape == (rows, 1, 960)
+        # fp16's 10 mantissa bits on the weights and the input: ~1e-3 of each product
+        torch.testing.assert_close(out, torch.nn.functional.linear(x, w), rtol=0, atol=2e-2)
+        assert not torch.equal(out, torch.nn.functional.linear(x, w))  # it did take fp16
+    for shape in ((5, 1, 576), (1, 64, 576), (3, 7, 576)):  # decode steps and prefills
+        many = torch.randn(*shape)
+        # the same fp32 dot products as F.linear's, the kernel's blocking aside
+        out = weight(many)
+        assert out.shape == (*shape[:-1], 960)
+        torch.testing.assert_close(out, torch.nn.functional.linear(many, w), rtol=1e-5, atol=1e-5)
+    huge = torch.full((1, 1, 576), 70_000.0)  # past fp16's range: done again in fp32
+    torch.testing.assert_close(weight(huge), torch.nn.functional.linear(huge, w))
+    odd = Fp32WithHalf(torch.randn(577, 576))  # slices must be equal: one GEMM then
+    x = torch.randn(4, 1, 576)
+    assert odd.parts == 1 and torch.equal(odd(x), torch.nn.functional.linear(x, odd.full))
+
+
+def test_int8_weights_multiply_within_a_percent_of_the_full_ones() -> None:
+    torch.manual_seed(0)
+    weight, x = torch.randn(96, 64), torch.randn(5, 3, 64)
+    exact = torch.nn.functional.linear(x, weight)
+    packed = Int8Weight(weight)
+    assert packed.q.dtype == torch.int8
+    error = (packed(x) - exact).norm() / exact.norm()
+    assert error < 0.01
+
+
+def test_four_bit_weights_are_found_and_multiplied_as_their_numbers() -> None:
+    w = q4_1(960, 576)
+    values = four_bit_values(w)
+    assert values is not None
+    # bf16 scales: each weight within 2^-8 of its group's range of its checkpoint value
+    assert (values - w).abs().max() <= w.abs().max() * 2**-7
+    held = Int4Weight.exact(w, w)
+    assert held is not None and held.packed.numel() * held.packed.element_size() == w.numel() // 2
+    for shape in ((1, 1, 576), (8, 1, 576), (1, 32, 576)):
+        x = torch.randn(*shape)
+        out = held(x)
+        assert out.dtype == torch.float32 and out.shape == (*shape[:-1], 960)
+        # the kernel's inputs and outputs are bf16, its sums fp32
+        want = torch.nn.functional.linear(x.bfloat16().float(), values)
+        torch.testing.assert_close(out, want, rtol=2**-7, atol=1e-2)
+    prompt = torch.randn(1, 33, 576)  # past MAX_ROWS: the dense weight, exactly
+    assert torch.equal(held(prompt), torch.nn.functional.linear(prompt, w))
+
+
+@pytest.mark.parametrize(
+    "weight",
+    [
+        torch.randn(64, 64) * 0.05,  # trained weights: up to half a step off any 4-bit grid
+        q4_1(64, 64) + torch.randn(64, 64) * 1e-4,  # moved after the fact (an adapter merged)
+        q4_1(64, 64)[:, :48],  # the input is no whole number of groups
+    ],
+    ids=["random", "nudged", "ragged"],
+)
+def test_weights_that_are_not_four_bit_are_left_dense(weight) -> None:
+    assert four_bit_values(weight) is None
+    assert Int4Weight.exact(weight, weight) is None
+
+
+def checkpoint_folder(tmp_path: Path, tensors: dict[str, torch.Tensor]) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp_path / "model.safetensors"))
+    return tmp_path
+
+
+def test_the_checkpoint_gives_fp32_tensors_by_name_fused_and_nothing_else(tmp_path) -> None:
+    q, k = q4_1(64, 64), q4_1(32, 64, seed=1)
+    folder = checkpoint_folder(tmp_path / "one", {"q": q, "k": k, "half": q.bfloat16()})
+    checkpoint = Checkpoint(str(folder))
+    assert torch.equal(checkpoint.get("q", "k"), torch.cat([q, k]))
+    assert checkpoint.get("half") is None and checkpoint.get("q", "missing") is None
+    assert Checkpoint(str(tmp_path / "nowhere")).get("q") is None  # a hub id, say
+    sharded = tmp_path / "sharded"
+    checkpoint_folder(sharded, {"q": q})
+    (sharded / "model.safetensors").rename(sharded / "part-1.safetensors")
+    index = {"weight_map": {"q": "part-1.safetensors"}}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert torch.equal(Checkpoint(str(sharded)).get("q"), q)
+
+
+def test_int4_takes_four_bit_only_while_the_loaded_weight_is_the_checkpoints(tmp_path) -> None:
+    w = q4_1(64, 64)
+    checkpoint = Checkpoint(str(checkpoint_folder(tmp_path, {"w": w})))
+    for dtype in (torch.float32, torch.bfloat16):
+        assert not isinstance(packing(None, dtype, checkpoint)(w.to(dtype), ("w",)), Int4Weight)
+        pack = packing("int4", dtype, checkpoint)
+        assert isinstance(pack(w.to(dtype), ("w",)), Int4Weight)
+        merged = (w + 1e-3).to(dtype)  # an adapter merged into the loaded weights
+        held = pack(merged, ("w",))
+        assert not isinstance(held, Int4Weight)
+        assert held is merged or held.full is merged
+        assert not isinstance(pack(w.to(dtype), ("other",)), Int4Weight)
+    assert isinstance(packing("int8", torch.float32, checkpoint)(w, ("w",)), Int8Weight)
+    assert isinstance(packing("int4", torch.float32, None)(w, ("w",)), Fp32WithHalf)
+
+
+def test_the_built_in_model_is_four_bit_and_a_trained_one_is_not(
+    builtin_dir, tiny_model_dir
+) -> None:
+    assert four_bit(str(builtin_dir))
+    assert not four_bit(str(tiny_model_dir))
