@@ -322,7 +322,9 @@ def main() -> None:
     )
     parser.add_argument("--no-vllm", action="store_true", help="skip --engine vllm")
     parser.add_argument(
-        "--int8", action="store_true", help="also the builtin engine with --quantize int8"
+        "--quantize",
+        default="",
+        help="also the builtin engine with these --quantize choices, e.g. int4 or int8,int4",
     )
     args = parser.parse_args()
     messages = requests(args.requests)
@@ -340,8 +342,8 @@ def main() -> None:
     base = plain_generate(messages)
     rows = llama_server_run(binary, messages, levels) if binary else []
     rows += tunesmith(messages, levels, fast_decode=True)
-    if args.int8:
-        rows += tunesmith(messages, levels, fast_decode=True, quantize="int8")
+    for quantize in filter(None, args.quantize.split(",")):
+        rows += tunesmith(messages, levels, fast_decode=True, quantize=quantize)
     if binary:
         rows += tunesmith(messages, levels, fast_decode=True, engine="llamacpp")
     if vllm_server.find() is not None and not args.no_vllm:  # `make vllm`

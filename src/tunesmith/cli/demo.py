@@ -33,6 +33,9 @@ def demo_command(
         suffix="orders-demo",
         epochs=epochs,
         batch_size=8,
+        # a validation pass over the 40 examples costs about two training steps: every 10
+        # steps draws the curve at a third of the default's ~10 passes (60-100 s saved on 2 cores)
+        eval_steps=10,
     )
     job = submit(store(), cfg)
     out.rule("[bold]2. LoRA fine-tune of the built-in model")
