@@ -13,9 +13,9 @@ adapter dispatch. Here:
   S-LoRA's BGMV idea, with each row's A and B gathered once when the batch's rows change, not at
   every step): a batch mixing adapters costs about what one adapter costs.
 - a decode step's kernels are picked for one new token per row: attention as three fp32
-  matmuls, one row's projections through ATen's GEMV in bf16, and, serving in fp32, an fp16 copy
-  of the weights for one or two rows and a product split over the cores for more (see `_linear`,
-  `_decode_attention`, `Fp32WithHalf`).
+  matmuls (`_decode_attention`), and the projections as `weights.py` holds them: one row through
+  ATen's GEMV in bf16; serving in fp32, an fp16 copy of the weights for one or two rows and a
+  product split over the cores for more; opt-in int8, or int4 for a 4-bit checkpoint.
 Otherwise the arithmetic is transformers' own (RMSNorm in fp32, rotary embeddings from the
 model's `rotary_emb`); the sums of those kernels run in another order than `generate`'s, so
 greedy tokens equal its tokens but where its two likeliest were all but tied, and a request may

@@ -31,7 +31,7 @@ class Int8Weight:
     multiplied by PyTorch's CPU kernel for weight-only int8 (`_weight_int8pack_mm`). A decode
     step reads every weight once and is bound by those bytes: int8 reads half of bf16's and a
     quarter of fp32's. Opt-in (`tunesmith serve --quantize int8`): it changes the answers a
-    little (the tests check first tokens; a task-level check on compare's tasks is not done)."""
+    little (exact match by up to 3 points on compare's demo task: `decode_quality.py --int8`)."""
 
     def __init__(self, weight: torch.Tensor) -> None:
         w = weight.detach().float()
