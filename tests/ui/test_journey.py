@@ -60,7 +60,9 @@ def test_from_a_csv_to_a_model_one_chats_with_and_a_verdict_only_by_clicking(
 
     # New job, from the navigation: the saved file, a short run, launched.
     page.get_by_role("navigation").get_by_role("link", name="New job").click()
-    page.get_by_label("Training file").select_option(train_id)
+    # By role: until the router swaps pages, the data page's "Choose a training file" input also
+    # answers to that label, and select_option on it fails at once instead of waiting.
+    page.get_by_role("combobox", name="Training file", exact=True).select_option(train_id)
     page.get_by_label("Suffix").fill("journey")
     page.get_by_label("epochs", exact=True).fill("1")
     page.get_by_label("batch size", exact=True).fill("4")
