@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from tunesmith.infer.weights import (
     Checkpoint,
-    Fp32WithHalf,
+    Fp32Weight,
     Int4Weight,
     Int8Weight,
     four_bit,
@@ -49,7 +49,7 @@ def test_one_row_linear_is_the_product_within_bf16_rounding_and_leaves_onednn_on
 def test_fp32_weights_multiply_few_rows_in_fp16_and_more_split_over_the_cores() -> None:
     torch.manual_seed(0)
     w = torch.randn(960, 576) * 0.05
-    weight = Fp32WithHalf(w)
+    weight = Fp32Weight(w)
     assert weight.parts >= 2
     for rows in (1, 2):
         x = torch.randn(rows, 1, 576)
@@ -66,7 +66,7 @@ def test_fp32_weights_multiply_few_rows_in_fp16_and_more_split_over_the_cores() 
         torch.testing.assert_close(out, torch.nn.functional.linear(many, w), rtol=1e-5, atol=1e-5)
     huge = torch.full((1, 1, 576), 70_000.0)  # past fp16's range: done again in fp32
     torch.testing.assert_close(weight(huge), torch.nn.functional.linear(huge, w))
-    odd = Fp32WithHalf(torch.randn(577, 576))  # slices must be equal: one GEMM then
+    odd = Fp32Weight(torch.randn(577, 576))  # slices must be equal: one GEMM then
     x = torch.randn(4, 1, 576)
     assert odd.parts == 1 and torch.equal(odd(x), torch.nn.functional.linear(x, odd.full))
 
@@ -137,7 +137,7 @@ def test_the_checkpoint_gives_fp32_tensors_by_name_fused_and_nothing_else(tmp_pa
 
 def test_int4_takes_four_bit_only_while_the_loaded_weight_is_the_checkpoints(tmp_path) -> None:
     w = q4_1(64, 64)
-    checkpoint = Checkpoint(str(checkpoint_folder(tmp_path, {"w": w})))
+    checkpoint = str(checkpoint_folder(tmp_path, {"w": w}))
     for dtype in (torch.float32, torch.bfloat16):
         assert not isinstance(packing(None, dtype, checkpoint)(w.to(dtype), ("w",)), Int4Weight)
         pack = packing("int4", dtype, checkpoint)
@@ -148,7 +148,7 @@ def test_int4_takes_four_bit_only_while_the_loaded_weight_is_the_checkpoints(tmp
         assert held is merged or held.full is merged
         assert not isinstance(pack(w.to(dtype), ("other",)), Int4Weight)
     assert isinstance(packing("int8", torch.float32, checkpoint)(w, ("w",)), Int8Weight)
-    assert isinstance(packing("int4", torch.float32, None)(w, ("w",)), Fp32WithHalf)
+    assert isinstance(packing("int4", torch.float32, None)(w, ("w",)), Fp32Weight)
 
 
 def test_the_built_in_model_is_four_bit_and_a_trained_one_is_not(

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from tunesmith.infer.batch import RunningBatch
 from tunesmith.infer.generation import Generation
-from tunesmith.infer.weights import Checkpoint, Weight, linear, packing
+from tunesmith.infer.weights import Weight, linear, packing
 
 log = logging.getLogger(__name__)
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -322,9 +322,9 @@ class SlotBatch(RunningBatch):
         self.eps = config.rms_norm_eps
         self.embed = base.model.embed_tokens.weight
         self.norm = base.model.norm.weight
-        # The checkpoint's own fp32 values tell whether its weights are 4-bit (weights.py)
-        checkpoint = Checkpoint(base.name_or_path) if self.device == "cpu" else None
-        pack = packing(self.quantize, self.embed.dtype, checkpoint)
+        # --quantize int4 reads the checkpoint's own fp32 values: are its weights 4-bit?
+        folder = base.name_or_path if self.device == "cpu" else None
+        pack = packing(self.quantize, self.embed.dtype, folder)
         self.head = pack(base.lm_head.weight, ("lm_head.weight",))
         self.rotary = base.model.rotary_emb
         self.scaling = self.head_dim**-0.5

@@ -4,7 +4,7 @@ A decode step multiplies one new token per row by every weight, so it is bound b
 weights and by how well a kernel runs at a few rows; the right kernel depends on the dtype and
 the rows at hand. Each holder here is called like `F.linear(x, weight)`:
 - a plain tensor (bf16 on a CPU with bf16 units), one row through ATen's GEMV (`linear`);
-- `Fp32WithHalf` on a CPU without them: an fp16 copy for one or two rows, a product split over
+- `Fp32Weight` on a CPU without them: an fp16 copy for one or two rows, a product split over
   the cores for more;
 - opt-in (`--quantize`), each changing the answers a little: `Int4Weight` where the
   checkpoint's weights are 4-bit numbers in groups of 32, as a model dequantised from a
@@ -46,9 +46,9 @@ class Int8Weight:
         return out.reshape(*x.shape[:-1], self.shape[0])
 
 
-class Fp32WithHalf:
+class Fp32Weight:
     """An fp32 weight for a CPU without bf16 units, multiplied the fastest way for the rows at
-    hand. Measured on 30 layers of the built-in model's gate/up weights (212 MB in fp32), with
+    hand, with an fp16 copy for few rows. Measured on 30 layers of the built-in model's gate/up weights (212 MB in fp32), with
     PyTorch's kernels capped at AVX2 as on that CPU kind (AVX-512 gave the same):
     - MKL's fp32 GEMM, through `F.linear`, runs on one core for these shapes: 13 ms at one row,
       18-23 ms from 2 to 16 rows, far from the memory's speed.
@@ -134,7 +134,7 @@ class Int4Weight:
         return out.to(x.dtype).reshape(*x.shape[:-1], self.shape[0])
 
 
-Weight = torch.Tensor | Int8Weight | Fp32WithHalf | Int4Weight
+Weight = torch.Tensor | Int8Weight | Fp32Weight | Int4Weight
 
 
 def _four_bit_grid(source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -217,16 +217,18 @@ class Checkpoint:
 
 
 def packing(
-    quantize: str | None, dtype: torch.dtype, checkpoint: Checkpoint | None
+    quantize: str | None, dtype: torch.dtype, folder: str | None
 ) -> Callable[[torch.Tensor, tuple[str, ...]], Weight]:
     """How a weight is held, given its names in the checkpoint: as int8 with `int8`; as 4-bit
-    with `int4` where the checkpoint (None: none to read) holds 4-bit numbers; else dense: over
-    fp32 with an fp16 copy for few rows when serving in fp32, or as it is."""
+    with `int4` where the checkpoint in `folder` (None: none to read) holds 4-bit numbers; else
+    dense: fp32 with an fp16 copy for few rows when serving in fp32, or as it is. Only `int4`
+    reads the checkpoint."""
     if quantize == "int8":
         return lambda weight, names: Int8Weight(weight)
-    dense = Fp32WithHalf if dtype == FP32 else (lambda weight: weight)
-    if quantize != "int4" or checkpoint is None:
+    dense = Fp32Weight if dtype == FP32 else (lambda weight: weight)
+    if quantize != "int4" or folder is None:
         return lambda weight, names: dense(weight)
+    checkpoint = Checkpoint(folder)
 
     def pack(weight: torch.Tensor, names: tuple[str, ...]) -> Weight:
         source = checkpoint.get(*names)
@@ -234,7 +236,7 @@ def packing(
         if source is None or not torch.equal(source.to(weight.dtype), weight):
             return dense(weight)
         # the dense weight then serves only prefills: no fp16 copy for few rows
-        prefill = Fp32WithHalf(weight, half=False) if dtype == FP32 else weight
+        prefill = Fp32Weight(weight, half=False) if dtype == FP32 else weight
         return Int4Weight.exact(source, prefill) or dense(weight)
 
     return pack
