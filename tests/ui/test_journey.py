@@ -30,6 +30,9 @@ def map_and_save(page, path: Path, system: str, *, held_out: bool = False) -> st
     """On the Data page: upload a CSV, map its columns, save it as chat JSONL; the new file's id.
     Held-out data may be smaller than training's minimum of 10 examples."""
     page.get_by_label("Choose a training file").set_input_files(str(path))
+    # The page of the file uploaded before has the same columns: wait for this file's page first,
+    # or the choices below land on the old page just before the router replaces it.
+    expect(page.locator(".inspector .filename")).to_have_text(path.name, timeout=60_000)
     expect(page.locator(".mapping")).to_contain_text("customer message", timeout=60_000)
     if held_out:
         page.get_by_label("Used for").select_option("held-out")
