@@ -442,13 +442,14 @@ def test_requests_in_flight_hold_no_threads(sdk, tiny, submitted):
     """More slow requests in flight than the server has pool threads; a job listing (a `def`
     route, run on the pool) still answers at once. (Each waiting request once held a thread.)"""
     slow = sdk.with_options(timeout=5.0)  # then they disconnect, and their rows are freed
-    timed_out = []
+    ended = []  # a fast engine may finish the first batch's 2,000 tokens inside the timeout
 
     def ask():
         try:
             slow.chat.completions.create(model=tiny, messages=USER, max_tokens=LONG, temperature=0)
         except openai.APITimeoutError:
-            timed_out.append(True)
+            pass
+        ended.append(True)
 
     askers = [threading.Thread(target=ask, daemon=True) for _ in range(THREAD_POOL + 8)]
     for t in askers:
@@ -459,9 +460,10 @@ def test_requests_in_flight_hold_no_threads(sdk, tiny, submitted):
     started = time.monotonic()
     sdk.with_options(timeout=3.0).fine_tuning.jobs.list()
     listed = time.monotonic() - started
+    in_flight = len(submitted) - len(ended)
     for t in askers:
         t.join()
-    assert len(submitted) == len(askers) == len(timed_out) and listed < 1.0
+    assert len(submitted) == len(askers) and in_flight > THREAD_POOL and listed < 1.0
 
 
 @pytest.mark.slow
