@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
@@ -445,10 +446,8 @@ def test_requests_in_flight_hold_no_threads(sdk, tiny, submitted):
     ended = []  # a fast engine may finish the first batch's 2,000 tokens inside the timeout
 
     def ask():
-        try:
+        with contextlib.suppress(openai.APITimeoutError):
             slow.chat.completions.create(model=tiny, messages=USER, max_tokens=LONG, temperature=0)
-        except openai.APITimeoutError:
-            pass
         ended.append(True)
 
     askers = [threading.Thread(target=ask, daemon=True) for _ in range(THREAD_POOL + 8)]

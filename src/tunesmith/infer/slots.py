@@ -13,9 +13,9 @@ adapter dispatch. Here:
   S-LoRA's BGMV idea, with each row's A and B gathered once when the batch's rows change, not at
   every step): a batch mixing adapters costs about what one adapter costs.
 - a decode step's kernels are picked for one new token per row: attention as three fp32
-  matmuls (`_decode_attention`), and the projections as `weights.py` holds them: one row through
-  ATen's GEMV in bf16; serving in fp32, an fp16 copy of the weights for one or two rows and a
-  product split over the cores for more; opt-in int8, or int4 for a 4-bit checkpoint.
+  matmuls (`_decode_attention`), and the projections as `weights.py` holds them: on a CPU
+  reordered once for oneDNN; serving in fp32, an fp16 copy of the weights for one or two rows;
+  opt-in int8, or int4 for a 4-bit checkpoint.
 Otherwise the arithmetic is transformers' own (RMSNorm in fp32, rotary embeddings from the
 model's `rotary_emb`); the sums of those kernels run in another order than `generate`'s, so
 greedy tokens equal its tokens but where its two likeliest were all but tied, and a request may
@@ -323,8 +323,8 @@ class SlotBatch(RunningBatch):
         self.embed = base.model.embed_tokens.weight
         self.norm = base.model.norm.weight
         # --quantize int4 reads the checkpoint's own fp32 values: are its weights 4-bit?
-        folder = base.name_or_path if self.device == "cpu" else None
-        pack = packing(self.quantize, self.embed.dtype, folder)
+        cpu = self.device == "cpu"
+        pack = packing(self.quantize, self.embed.dtype, base.name_or_path if cpu else None, cpu)
         self.head = pack(base.lm_head.weight, ("lm_head.weight",))
         self.rotary = base.model.rotary_emb
         self.scaling = self.head_dim**-0.5

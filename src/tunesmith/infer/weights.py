@@ -3,9 +3,10 @@
 A decode step multiplies one new token per row by every weight, so it is bound by reading the
 weights and by how well a kernel runs at a few rows; the right kernel depends on the dtype and
 the rows at hand. Each holder here is called like `F.linear(x, weight)`:
-- a plain tensor (bf16 on a CPU with bf16 units), one row through ATen's GEMV (`linear`);
-- `Fp32Weight` on a CPU without them: an fp16 copy for one or two rows, a product split over
-  the cores for more;
+- `DenseWeight` on a CPU: reordered once into oneDNN's blocked layout, which runs a few rows
+  2-2.5x faster than `F.linear` in bf16 and 1.3-2x in fp32; serving in fp32 (a CPU without bf16
+  units), an fp16 copy for one or two rows;
+- a plain tensor on a GPU (`linear`);
 - opt-in (`--quantize`), each changing the answers a little: `Int4Weight` where the
   checkpoint's weights are 4-bit numbers in groups of 32, as a model dequantised from a
   Q4_0/Q4_1 GGUF has (the built-in model): PyTorch's int4 kernel reads an eighth of fp32's
@@ -46,48 +47,63 @@ class Int8Weight:
         return out.reshape(*x.shape[:-1], self.shape[0])
 
 
-class Fp32Weight:
-    """An fp32 weight for a CPU without bf16 units, multiplied the fastest way for the rows at
-    hand, with an fp16 copy for few rows. Measured on 30 layers of the built-in model's gate/up weights (212 MB in fp32), with
-    PyTorch's kernels capped at AVX2 as on that CPU kind (AVX-512 gave the same):
-    - MKL's fp32 GEMM, through `F.linear`, runs on one core for these shapes: 13 ms at one row,
-      18-23 ms from 2 to 16 rows, far from the memory's speed.
-    - The same product as a `bmm` over `parts` slices of the output (a view of the weight, no
-      copy) runs each slice on its own core: 5-6 ms at one row, 10-12 at 8 rows, 14-16 at 16,
-      and the same as `F.linear` for a prompt of hundreds of tokens. Each output is the same
-      fp32 dot product (bit for bit at most row counts; the kernel's blocking decides).
-    - ATen's fp16 GEMV (fp32 sums) on an fp16 copy reads half the bytes: 2.6 ms at one row,
-      5.0 at two, but rereads the weights for every row (9 ms at four). So up to SMALL_ROWS
-      rows take the copy. fp16 keeps 10 bits of mantissa, llama.cpp's f16; bf16 would keep 7.
-      An fp16 product that overflows (fp16 ends at 65504) is done again in fp32."""
+class DenseWeight:
+    """A dense fp32 or bf16 weight on a CPU, reordered once into oneDNN's blocked layout for the
+    rows of a decode step and multiplied there (`mkldnn._linear_pointwise`: what inductor's
+    freezing does with a constant weight); when serving in fp32, an fp16 copy for one or two rows.
+
+    Measured on 30 layers of the built-in model's weights, 2 threads. With AVX512-BF16, gate/up
+    (3072 x 576) in bf16, ms at 1 / 8 / 16 / 85 rows: reordered 2.0 / 2.7 / 3.6 / 11.9, `F.linear`
+    5.2 / 6.2 / 7.6 / 16.7, ATen's GEMV (oneDNN off) 2.6 at one row; the head 0.8 / 1.2 / 1.9 / 6.0
+    against 2.5 / 3.1 / 4.0 / 8.7. With PyTorch's kernels capped at AVX2 (that CPU kind serves
+    fp32), half of gate/up (1536 x 576): reordered 2.7 / 4.8 / 6.8 / 21.8, `F.linear` (MKL, one
+    core at these shapes) 7.5 / 10.6 / 12.1 / 28.4, a `bmm` over two slices of the output (one
+    per core, what this class did before) 3.6 / 6.2 / 8.4 / 27.1; the head at 8 rows 4.0 against
+    7.8. Each output is the same fp32 dot product in another order: an answer can differ from
+    `generate`'s at a near tie.
+
+    ATen's fp16 GEMV (fp32 sums) on the fp16 copy reads half of fp32's bytes: gate/up 2.6 ms at
+    one row, 5.0 at two, but it rereads the weights for every row, so only up to SMALL_ROWS rows
+    take it. fp16 keeps 10 bits of mantissa, llama.cpp's f16; bf16 would keep 7. An fp16 product
+    that overflows (fp16 ends at 65504) is done again in fp32.
+
+    The reordered copy is a second copy of the weights (the model's own still back its
+    parameters, which merging adapters and the general path read)."""
 
     SMALL_ROWS = 2
+    ROWS_HINT = 8  # the rows oneDNN picks its layout for; any number of rows multiplies
 
-    def __init__(self, weight: torch.Tensor, half: bool = True) -> None:
-        """`half=False`: no fp16 copy (an `Int4Weight` takes the few rows)."""
+    def __init__(self, weight: torch.Tensor, half: bool = False) -> None:
+        """`half`: keep an fp16 copy for few rows (serving an fp32 model)."""
         self.full = weight
-        self.half = weight.detach().half() if half else None
         self.shape = weight.shape
-        self.parts = max(2, torch.get_num_threads())
-        if weight.shape[0] % self.parts:  # slices must be equal: one GEMM for all rows then
-            self.parts = 1
+        self.half = weight.detach().half() if half else None
+        self.packed = (
+            torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), self.ROWS_HINT)
+            if reorders(weight.dtype)
+            else None
+        )
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.half is None or x.numel() > self.SMALL_ROWS * x.shape[-1]:
-            return self._split(x)
-        out = F.linear(x.half(), self.half)
-        if not bool(torch.isfinite(out).all()):
-            return self._split(x)
-        return out.float()
+        flat = x.reshape(-1, self.shape[1])
+        out = None
+        if self.half is not None and flat.shape[0] <= self.SMALL_ROWS:
+            out = F.linear(flat.half(), self.half)
+            out = out.to(x.dtype) if bool(torch.isfinite(out).all()) else None
+        if out is None and self.packed is not None:
+            out = torch.ops.mkldnn._linear_pointwise(flat, self.packed, None, "none", [], "")
+        elif out is None:
+            out = F.linear(flat, self.full)
+        return out.reshape(*x.shape[:-1], self.shape[0])
 
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        if self.parts == 1:
-            return F.linear(x, self.full)
-        n, k = self.shape
-        flat = x.reshape(-1, k)
-        slices = self.full.view(self.parts, n // self.parts, k).transpose(1, 2)
-        out = torch.bmm(flat.expand(self.parts, *flat.shape), slices)  # [parts, rows, n/parts]
-        return out.transpose(0, 1).reshape(*x.shape[:-1], n)
+
+def reorders(dtype: torch.dtype) -> bool:
+    """Whether this CPU build multiplies `dtype` weights through oneDNN's reordered layout."""
+    return (
+        dtype in (FP32, torch.bfloat16)
+        and torch.backends.mkldnn.is_available()
+        and (dtype == FP32 or torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    )
 
 
 class Int4Weight:
@@ -108,14 +124,14 @@ class Int4Weight:
     GROUP = 32
     MAX_ROWS = 32
 
-    def __init__(self, packed: torch.Tensor, scales: torch.Tensor, dense: Weight) -> None:
+    def __init__(self, packed: torch.Tensor, scales: torch.Tensor, dense: DenseWeight) -> None:
         self.packed = packed
         self.scales = scales  # [in / 32, out, 2]: each group's scale and zero
         self.dense = dense
         self.shape = dense.shape
 
     @classmethod
-    def exact(cls, source: torch.Tensor, dense: Weight) -> Int4Weight | None:
+    def exact(cls, source: torch.Tensor, dense: DenseWeight) -> Int4Weight | None:
         """`source`: the weight as the checkpoint holds it, in fp32; None unless it is 4-bit."""
         grid = _four_bit_grid(source)
         if grid is None:
@@ -127,14 +143,14 @@ class Int4Weight:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])
         if flat.shape[0] > self.MAX_ROWS:
-            return linear(x, self.dense)
+            return self.dense(x)
         out = torch.ops.aten._weight_int4pack_mm_for_cpu(
             flat.to(torch.bfloat16), self.packed, self.GROUP, self.scales
         )
         return out.to(x.dtype).reshape(*x.shape[:-1], self.shape[0])
 
 
-Weight = torch.Tensor | Int8Weight | Fp32Weight | Int4Weight
+Weight = torch.Tensor | Int8Weight | DenseWeight | Int4Weight
 
 
 def _four_bit_grid(source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -168,21 +184,8 @@ def four_bit_values(source: torch.Tensor) -> torch.Tensor | None:
 
 
 def linear(x: torch.Tensor, weight: Weight) -> torch.Tensor:
-    if not isinstance(weight, torch.Tensor):
-        return weight(x)
-    if x.numel() == x.shape[-1] and weight.dtype == torch.bfloat16:
-        # One row (one request in flight): a matrix-vector product, bound by reading the
-        # weights. oneDNN's bf16 kernel reads them at ~10 GB/s on the bf16 CPU kind; ATen's own
-        # bf16 GEMV (fp32 sums, as oneDNN's) at ~25 GB/s: the built-in model's 106M projection
-        # weights in 21 ms against 8.5. Turning oneDNN off for the call picks ATen's kernel. The
-        # sums run in another order, so an answer can differ from a batched step's at a near tie.
-        onednn = torch.backends.mkldnn.enabled
-        torch.backends.mkldnn.enabled = False
-        try:
-            return F.linear(x, weight)
-        finally:
-            torch.backends.mkldnn.enabled = onednn
-    return F.linear(x, weight)
+    """`F.linear(x, weight)` for a plain weight (on a GPU), else the holder's own product."""
+    return F.linear(x, weight) if isinstance(weight, torch.Tensor) else weight(x)
 
 
 class Checkpoint:
@@ -217,27 +220,29 @@ class Checkpoint:
 
 
 def packing(
-    quantize: str | None, dtype: torch.dtype, folder: str | None
+    quantize: str | None, dtype: torch.dtype, folder: str | None, cpu: bool = True
 ) -> Callable[[torch.Tensor, tuple[str, ...]], Weight]:
     """How a weight is held, given its names in the checkpoint: as int8 with `int8`; as 4-bit
     with `int4` where the checkpoint in `folder` (None: none to read) holds 4-bit numbers; else
-    dense: fp32 with an fp16 copy for few rows when serving in fp32, or as it is. Only `int4`
-    reads the checkpoint."""
+    dense: on a CPU reordered for oneDNN, with an fp16 copy for few rows when serving in fp32;
+    elsewhere (a GPU) as it is. Only `int4` reads the checkpoint."""
     if quantize == "int8":
         return lambda weight, names: Int8Weight(weight)
-    dense = Fp32Weight if dtype == FP32 else (lambda weight: weight)
+    if not cpu:
+        return lambda weight, names: weight
     if quantize != "int4" or folder is None:
-        return lambda weight, names: dense(weight)
+        return lambda weight, names: DenseWeight(weight, half=dtype == FP32)
     checkpoint = Checkpoint(folder)
 
     def pack(weight: torch.Tensor, names: tuple[str, ...]) -> Weight:
         source = checkpoint.get(*names)
         # the loaded weight must be the checkpoint's (a merged adapter changed it): else dense
         if source is None or not torch.equal(source.to(weight.dtype), weight):
-            return dense(weight)
+            return DenseWeight(weight, half=dtype == FP32)
         # the dense weight then serves only prefills: no fp16 copy for few rows
-        prefill = Fp32Weight(weight, half=False) if dtype == FP32 else weight
-        return Int4Weight.exact(source, prefill) or dense(weight)
+        return Int4Weight.exact(source, DenseWeight(weight)) or DenseWeight(
+            weight, half=dtype == FP32
+        )
 
     return pack
 
