@@ -15,7 +15,7 @@ from tunesmith.data.render import encode_prompt
 from tunesmith.infer.batch import RunningBatch
 from tunesmith.infer.engine import Engine
 from tunesmith.infer.sampling import SamplingParams
-from tunesmith.infer.slots import FIRST_LENGTH, SlotBatch
+from tunesmith.infer.slots import FIRST_LENGTH, PrefixCache, SlotBatch
 from tunesmith.models.spec import ModelSpec
 
 PROMPTS = ["Hello!", "List three colors.", "What is two plus two?", "Ship 3 lamps to Oslo"]
@@ -180,13 +180,14 @@ def test_a_shared_prefix_is_computed_once_and_answers_stay_the_same(
     asks = ["Ship 3 lamps to Oslo", "Send two chairs to Rome"]
     prompts = [encode_prompt(tokenizer, [system, Message(role="user", content=a)]) for a in asks]
     shared = next(i for i, (a, b) in enumerate(zip(*prompts, strict=False)) if a != b)
-    assert shared >= 2 * 32  # the system prompt spans whole blocks
+    block = PrefixCache.BLOCK
+    assert shared >= 2 * block  # the system prompt spans whole blocks
     greedy = SamplingParams(max_tokens=12, temperature=0)
     first = engine.wait(engine.submit(spec, prompts[0], greedy)).token_ids
     prefixes = loaded(engine).batch.prefixes
     assert prefixes.hits == 0
     second = engine.wait(engine.submit(spec, prompts[1], greedy)).token_ids
-    assert prefixes.hits == shared // 32 * 32  # the shared blocks were copied, not recomputed
+    assert prefixes.hits == shared // block * block  # the shared blocks were copied, not recomputed
     assert reference(tiny_model_dir, None, prompts[0], 12).same_but_at_near_ties(first) >= 6
     assert reference(tiny_model_dir, None, prompts[1], 12).same_but_at_near_ties(second) >= 6
     again = engine.wait(engine.submit(spec, prompts[1], greedy)).token_ids
@@ -194,8 +195,6 @@ def test_a_shared_prefix_is_computed_once_and_answers_stay_the_same(
 
 
 def test_the_prefix_cache_keeps_to_its_budget() -> None:
-    from tunesmith.infer.slots import PrefixCache
-
     cache = PrefixCache(max_bytes=3 * 2 * 4 * PrefixCache.BLOCK * 4)  # three blocks of fp32
     keys = torch.ones((1, 1, 10 * PrefixCache.BLOCK, 4))
     cache.store(None, list(range(10 * PrefixCache.BLOCK)), keys, keys)
