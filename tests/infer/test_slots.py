@@ -15,7 +15,7 @@ from tunesmith.data.render import encode_prompt
 from tunesmith.infer.batch import RunningBatch
 from tunesmith.infer.engine import Engine
 from tunesmith.infer.sampling import SamplingParams
-from tunesmith.infer.slots import FIRST_LENGTH, PrefixCache, SlotBatch
+from tunesmith.infer.slots import FIRST_LENGTH, PrefixCache, SlotBatch, _weight
 from tunesmith.models.spec import ModelSpec
 
 PROMPTS = ["Hello!", "List three colors.", "What is two plus two?", "Ship 3 lamps to Oslo"]
@@ -119,7 +119,7 @@ def test_serving_in_fp32_decodes_as_generate_does(
     builtin_dir, reference, monkeypatch, rows
 ) -> None:
     """On a CPU without bf16 units tunesmith serves in fp32: one or two rows multiply an fp16
-    copy of the weights, more a product split over the cores (`Fp32WithHalf`): generate's fp32
+    copy of the weights, more the reordered fp32 weights (`DenseWeight`): generate's fp32
     tokens but at near ties."""
     from tunesmith.models import hardware
 
@@ -152,6 +152,20 @@ def test_a_prompt_longer_than_the_first_cache_length_grows_the_cache(
     assert expected.same_but_at_near_ties(engine.wait(long).token_ids) >= 4
     expected = reference(tiny_model_dir, None, ids_of(engine, spec, "Hi"), 30)
     assert expected.same_but_at_near_ties(engine.wait(short).token_ids) >= 10
+
+
+def test_without_memory_for_reordered_weights_the_models_own_decode_as_generate(
+    engine, tiny_model_dir, reference, monkeypatch
+) -> None:
+    from tunesmith.infer import slots
+
+    monkeypatch.setattr(slots, "room_for", lambda nbytes: False)
+    spec = local(tiny_model_dir)
+    ids = ids_of(engine, spec, "Ship 3 lamps to Oslo")
+    done = engine.wait(engine.submit(spec, ids, SamplingParams(max_tokens=12, temperature=0)))
+    layer = loaded(engine).batch.layers[0]
+    assert layer.qkv.packed is None and layer.down.full is _weight(layer.modules["down_proj"])
+    assert reference(tiny_model_dir, None, ids, 12).same_but_at_near_ties(done.token_ids) >= 6
 
 
 def test_a_dora_adapter_is_served_by_the_general_path(

@@ -20,6 +20,7 @@ from tunesmith.infer.weights import (
     four_bit_values,
     packing,
     reorders,
+    room_for,
 )
 
 
@@ -50,6 +51,15 @@ def test_dense_weights_multiply_through_onednns_layout_as_f_linear_does(dtype) -
         assert out.dtype == dtype and out.shape == (*shape[:-1], 960)
         exact = torch.nn.functional.linear(x.float(), w.float())
         torch.testing.assert_close(out.float(), exact, rtol=tolerance, atol=tolerance)
+
+
+def test_without_room_for_a_reordered_copy_the_weight_is_multiplied_as_it_is() -> None:
+    assert room_for(1) and not room_for(2**62)  # MemAvailable, on Linux
+    w = torch.randn(64, 32)
+    weight = packing(None, torch.float32, None, reorder=False)(w, ("w",))
+    assert weight.packed is None and weight.full is w
+    x = torch.randn(5, 1, 32)
+    assert torch.equal(weight(x), torch.nn.functional.linear(x, w))
 
 
 def test_fp32_weights_multiply_few_rows_in_fp16_and_fall_back_past_its_range() -> None:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from tunesmith.infer.batch import RunningBatch
 from tunesmith.infer.generation import Generation
-from tunesmith.infer.weights import Weight, linear, packing
+from tunesmith.infer.weights import Weight, linear, packing, room_for
 
 log = logging.getLogger(__name__)
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -322,9 +322,18 @@ class SlotBatch(RunningBatch):
         self.eps = config.rms_norm_eps
         self.embed = base.model.embed_tokens.weight
         self.norm = base.model.norm.weight
-        # --quantize int4 reads the checkpoint's own fp32 values: are its weights 4-bit?
         cpu = self.device == "cpu"
-        pack = packing(self.quantize, self.embed.dtype, base.name_or_path if cpu else None, cpu)
+        # the reordered weights copy the projections and the head (the model's size, at most
+        # an embedding more)
+        reorder = cpu and room_for(sum(p.numel() * p.element_size() for p in base.parameters()))
+        if cpu and not reorder:
+            log.warning(
+                "%s is served by F.linear: no memory for reordered weights", config._name_or_path
+            )
+        # --quantize int4 reads the checkpoint's own fp32 values: are its weights 4-bit?
+        pack = packing(
+            self.quantize, self.embed.dtype, base.name_or_path if cpu else None, cpu, reorder
+        )
         self.head = pack(base.lm_head.weight, ("lm_head.weight",))
         self.rotary = base.model.rotary_emb
         self.scaling = self.head_dim**-0.5
