@@ -7,6 +7,8 @@ adapter dispatch. Here:
 - the KV cache is preallocated, one slot per row, `[layers, slots, kv heads, length, head]`; a
   request joining is prefilled into a free slot and the running rows are never re-padded; a
   finished row's slot is refilled by moving the last row into it, so rows stay `0..B-1`;
+- newcomers are prefilled together, in the same forward as the running rows' next decode step
+  (the projections read each weight once for all of them; the running rows do not wait);
 - q/k/v and gate/up are one matmul each (the model's own weights become views into the fused
   tensors: no second copy);
 - LoRA adapters are applied per row as two batched matmuls per fused projection (Punica and
@@ -225,6 +227,30 @@ class Lora:
 NO_ADAPTERS = Lora(None, [])  # rows without adapters: `add` leaves the projection as it is
 
 
+@dataclass
+class Part:
+    """Rows of one forward that share a shape: the running rows' next tokens (one each), or a
+    newcomer's prompt (one row), and the slots they occupy."""
+
+    ids: torch.Tensor  # [rows, tokens]
+    positions: torch.Tensor  # [rows, tokens]
+    rows: slice
+    lora: Lora
+
+
+@dataclass
+class AttentionView:
+    """A part's rotary embeddings and mask, the same in every layer of a forward."""
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+    start: int  # the first new position (of a prefill)
+    end: int  # one past the last position attended to
+    mask: torch.Tensor | None
+    causal: bool
+    slot_ids: torch.Tensor
+
+
 class PrefixCache:
     """Keys and values of prompt blocks seen before, so a prefix many requests share (a system
     prompt, the few-shot examples `compare` sends with every question) is computed once.
@@ -266,6 +292,10 @@ class PrefixCache:
             self.blocks.move_to_end(h)
             found.append((entry[1], entry[2]))
         return found
+
+    def missing(self, adapter: str | None, ids: list[int]) -> set[int]:
+        """The keys of the full blocks of `ids` not in the cache: what prefilling it computes."""
+        return {h for h, _ in self._chain(adapter, ids) if h not in self.blocks}
 
     def store(self, adapter: str | None, ids: list[int], keys, values) -> None:
         """Remember the full blocks of a prompt just prefilled (`keys`/`values`: its slot)."""
@@ -392,95 +422,164 @@ class SlotBatch(RunningBatch):
         self.keys, self.values = keys, values
 
     # --- one forward over new tokens -------------------------------------------------------------
-    def _forward_tokens(
-        self,
-        ids: torch.Tensor,  # [rows, tokens]
-        positions: torch.Tensor,  # [rows, tokens]
-        rows: slice,  # the slots these rows occupy
-        lora: Lora,
-    ) -> torch.Tensor:
-        """Run new tokens of rows `rows` through the decoder, writing their keys and values into
-        the cache at their positions; the logits of each row's last token, [rows, vocab]."""
-        n, t = ids.shape
-        x = F.embedding(ids, self.embed)
+    def _forward(self, parts: list[Part]) -> torch.Tensor:
+        """Run the new tokens of every part through the decoder in one pass, writing their keys
+        and values into the cache at their positions; the logits of each row's last token,
+        [rows of all parts, vocab], in the parts' order.
+
+        The projections multiply all parts' tokens at once (a decode step's rows and the
+        newcomers' prompts read each weight once); attention and the adapters go part by part."""
+        sizes = [part.ids.numel() for part in parts]
+        x = F.embedding(torch.cat([part.ids.reshape(-1) for part in parts]), self.embed)
+        views = [self._attention_view(part, x) for part in parts]
+        q_size, kv_size = self.n_heads * self.head_dim, self.n_kv * self.head_dim
+        for index, layer in enumerate(self.layers):
+            h = _rms(x, layer.attn_norm, self.eps)
+            qkv = self._adapt(index, "qkv", parts, sizes, h, linear(h, layer.qkv))
+            attn = [
+                self._attend(index, part, view, *piece.split((q_size, kv_size, kv_size), dim=-1))
+                for part, view, piece in zip(parts, views, qkv.split(sizes), strict=True)
+            ]
+            attn = attn[0] if len(attn) == 1 else torch.cat(attn)
+            x = x + self._adapt(index, "o", parts, sizes, attn, linear(attn, layer.o))
+            h = _rms(x, layer.mlp_norm, self.eps)
+            gate, up = self._adapt(
+                index, "gate_up", parts, sizes, h, linear(h, layer.gate_up)
+            ).chunk(2, dim=-1)
+            act = F.silu(gate) * up
+            x = x + self._adapt(index, "down", parts, sizes, act, linear(act, layer.down))
+        last = [
+            piece.view(*part.ids.shape, -1)[:, -1]
+            for part, piece in zip(parts, x.split(sizes), strict=True)
+        ]
+        return linear(_rms(torch.cat(last), self.norm, self.eps), self.head)
+
+    def _attention_view(self, part: Part, x: torch.Tensor) -> AttentionView:
+        """What a part's attention needs in every layer, worked out once per forward."""
+        t = part.ids.shape[1]
+        positions = part.positions
         cos, sin = self.rotary(x, positions)
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
         end = int(positions.max()) + 1
         start = int(positions[0, 0])
         if t > 1 and start == 0:  # a prefill from the start: causal within itself
             mask, causal = None, True
         elif t > 1:  # the rest of a prompt whose prefix came from the prefix cache
-            mask = torch.arange(end, device=ids.device)[None, :] <= positions[0, :, None]
+            mask = torch.arange(end, device=x.device)[None, :] <= positions[0, :, None]
             mask, causal = mask[None, None], False
         else:  # a decode step: each row sees its own filled positions
-            mask = torch.arange(end, device=ids.device)[None, :] <= positions
+            mask = torch.arange(end, device=x.device)[None, :] <= positions
             mask = None if bool(mask.all()) else mask[:, None, None, :]
             causal = False
-        slot_ids = torch.arange(rows.start, rows.stop, device=ids.device)
-        q_size, kv_size = self.n_heads * self.head_dim, self.n_kv * self.head_dim
-        for index, layer in enumerate(self.layers):
-            h = _rms(x, layer.attn_norm, self.eps)
-            qkv = linear(h, layer.qkv)
-            qkv = lora.add(index, "qkv", h, qkv)
-            q, k, v = qkv.split((q_size, kv_size, kv_size), dim=-1)
-            q = q.view(n, t, self.n_heads, self.head_dim).transpose(1, 2)
-            k = k.view(n, t, self.n_kv, self.head_dim).transpose(1, 2)
-            v = v.view(n, t, self.n_kv, self.head_dim).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
-            cache_k, cache_v = self.keys[index], self.values[index]
-            if t > 1:
-                cache_k[rows, :, start:end] = k
-                cache_v[rows, :, start:end] = v
-                keys, values = (
-                    (k, v) if start == 0 else (cache_k[rows, :, :end], cache_v[rows, :, :end])
-                )
-            else:
-                cache_k[slot_ids, :, positions[:, 0]] = k[:, :, 0]
-                cache_v[slot_ids, :, positions[:, 0]] = v[:, :, 0]
-                keys, values = cache_k[rows, :, :end], cache_v[rows, :, :end]
-            if t == 1 and q.dtype != FP32:  # in fp32, SDPA was as fast or faster
-                attn = _decode_attention(q, keys, values, mask, self.scaling)
-            else:
-                attn = F.scaled_dot_product_attention(
-                    q,
-                    keys,
-                    values,
-                    attn_mask=mask,
-                    is_causal=causal,
-                    scale=self.scaling,
-                    enable_gqa=self.n_kv != self.n_heads,
-                )
-            attn = attn.transpose(1, 2).reshape(n, t, q_size)
-            out = linear(attn, layer.o)
-            out = lora.add(index, "o", attn, out)
-            x = x + out
-            h = _rms(x, layer.mlp_norm, self.eps)
-            gate_up = linear(h, layer.gate_up)
-            gate_up = lora.add(index, "gate_up", h, gate_up)
-            gate, up = gate_up.chunk(2, dim=-1)
-            act = F.silu(gate) * up
-            out = linear(act, layer.down)
-            out = lora.add(index, "down", act, out)
-            x = x + out
-        x = _rms(x[:, -1], self.norm, self.eps)
-        return linear(x, self.head)
+        slot_ids = torch.arange(part.rows.start, part.rows.stop, device=x.device)
+        return AttentionView(cos.unsqueeze(1), sin.unsqueeze(1), start, end, mask, causal, slot_ids)
+
+    def _attend(
+        self,
+        index: int,
+        part: Part,
+        view: AttentionView,
+        q: torch.Tensor,  # [rows * tokens, heads * head dim]
+        k: torch.Tensor,
+        v: torch.Tensor,
+    ) -> torch.Tensor:
+        """One part's attention in layer `index`, its keys and values written to the cache;
+        [rows * tokens, heads * head dim]."""
+        n, t = part.ids.shape
+        q = q.reshape(n, t, self.n_heads, self.head_dim).transpose(1, 2)
+        k = k.reshape(n, t, self.n_kv, self.head_dim).transpose(1, 2)
+        v = v.reshape(n, t, self.n_kv, self.head_dim).transpose(1, 2)
+        q = q * view.cos + _rotate_half(q) * view.sin
+        k = k * view.cos + _rotate_half(k) * view.sin
+        cache_k, cache_v = self.keys[index], self.values[index]
+        rows, start, end = part.rows, view.start, view.end
+        if t > 1:
+            cache_k[rows, :, start:end] = k
+            cache_v[rows, :, start:end] = v
+            keys, values = (
+                (k, v) if start == 0 else (cache_k[rows, :, :end], cache_v[rows, :, :end])
+            )
+        else:
+            cache_k[view.slot_ids, :, part.positions[:, 0]] = k[:, :, 0]
+            cache_v[view.slot_ids, :, part.positions[:, 0]] = v[:, :, 0]
+            keys, values = cache_k[rows, :, :end], cache_v[rows, :, :end]
+        if t == 1 and q.dtype != FP32:  # in fp32, SDPA was as fast or faster
+            attn = _decode_attention(q, keys, values, view.mask, self.scaling)
+        else:
+            attn = F.scaled_dot_product_attention(
+                q,
+                keys,
+                values,
+                attn_mask=view.mask,
+                is_causal=view.causal,
+                scale=self.scaling,
+                enable_gqa=self.n_kv != self.n_heads,
+            )
+        return attn.transpose(1, 2).reshape(n * t, self.n_heads * self.head_dim)
+
+    @staticmethod
+    def _adapt(
+        index: int,
+        group: str,
+        parts: list[Part],
+        sizes: list[int],
+        h: torch.Tensor,
+        out: torch.Tensor,
+    ) -> torch.Tensor:
+        """`out`, the base projection of `h` for all parts, plus each part's rows' adapters."""
+        if not any(part.lora.active for part in parts):
+            return out
+        pieces = []
+        for part, h_part, out_part in zip(parts, h.split(sizes), out.split(sizes), strict=True):
+            n, t = part.ids.shape
+            added = part.lora.add(index, group, h_part.view(n, t, -1), out_part.view(n, t, -1))
+            pieces.append(added.reshape(n * t, -1))
+        return torch.cat(pieces)
 
     # --- the batch's contract --------------------------------------------------------------------
     @torch.inference_mode()
     def admit(self, newcomers: list[Generation]) -> None:
-        """Prefill each newcomer into a slot of its own (prompts of different lengths need no
-        padding this way), sample its first token; the running rows are not touched."""
+        """Prefill the newcomers, each into a slot of its own (prompts of different lengths need
+        no padding this way), and sample their first tokens; the running rows take their next
+        decode step in the same forward (they would wait for the prefill otherwise, and the
+        weights are read once for both).
+
+        A newcomer that shares blocks of its prompt with another one not yet in the prefix cache
+        waits for the next forward, and takes them from the cache there."""
         self._build()
+        together: list[Generation] = []
+        claimed: set[int] = set()  # the blocks the newcomers together compute
         for seq in newcomers:
-            slot = len(self.rows)
-            length = len(seq.prompt_ids)
-            self._reserve(slot + 1, length + 1)
+            computed = self.prefixes.missing(seq.adapter, seq.prompt_ids)
+            if computed & claimed:
+                self._prefill(together)
+                together, claimed = [], set()
+                computed = self.prefixes.missing(seq.adapter, seq.prompt_ids)
+            together.append(seq)
+            claimed |= computed
+        self._prefill(together)
+
+    def _prefill(self, newcomers: list[Generation]) -> None:
+        running = len(self.rows)
+        self._reserve(
+            running + len(newcomers),
+            max([*(p + 1 for p in self.positions), *(len(s.prompt_ids) + 1 for s in newcomers)]),
+        )
+        parts = [self._decode_part()] if running else []
+        for offset, seq in enumerate(newcomers):
+            slot = running + offset
             cached = self._from_prefix_cache(seq, slot)
-            ids = torch.tensor([seq.prompt_ids[cached:]], device=self.device)
-            positions = torch.arange(cached, length, device=self.device)[None, :]
-            lora = self._lora_for([seq.adapter])
-            logits = self._forward_tokens(ids, positions, slice(slot, slot + 1), lora)
+            parts.append(
+                Part(
+                    ids=torch.tensor([seq.prompt_ids[cached:]], device=self.device),
+                    positions=torch.arange(cached, len(seq.prompt_ids), device=self.device)[None],
+                    rows=slice(slot, slot + 1),
+                    lora=self._lora_for([seq.adapter]),
+                )
+            )
+        logits = self._forward(parts).float().cpu()
+        self._advance(logits[:running])
+        for offset, seq in enumerate(newcomers):
+            slot, length = running + offset, len(seq.prompt_ids)
             self.prefixes.store(
                 seq.adapter,
                 seq.prompt_ids,
@@ -490,8 +589,25 @@ class SlotBatch(RunningBatch):
             self.rows.append(seq)
             self.positions.append(length)
             self.last.append(0)
-            self._sample(seq, logits[0].float().cpu(), slot)
+            self._sample(seq, logits[running + offset], slot)
         self._adapters_changed()
+
+    def _decode_part(self) -> Part:
+        """The running rows' next tokens: a row fills its slot from 0, so its next position is
+        also its cached length."""
+        n = len(self.rows)
+        return Part(
+            ids=torch.tensor(self.last, device=self.device)[:, None],
+            positions=torch.tensor(self.positions, device=self.device)[:, None],
+            rows=slice(0, n),
+            lora=self._lora,
+        )
+
+    def _advance(self, logits: torch.Tensor) -> None:
+        """The running rows took a decode step: sample each one's next token."""
+        for row, seq in enumerate(self.rows):
+            self.positions[row] += 1
+            self._sample(seq, logits[row], row)
 
     def _from_prefix_cache(self, seq: Generation, slot: int) -> int:
         """Copy the cached blocks that start this prompt into its slot; how many tokens."""
@@ -508,15 +624,8 @@ class SlotBatch(RunningBatch):
 
     @torch.inference_mode()
     def step(self) -> None:
-        n = len(self.rows)
-        self._reserve(n, max(self.positions) + 1)
-        ids = torch.tensor(self.last, device=self.device)[:, None]
-        # a row fills its slot from 0, so its next position is also its cached length
-        positions = torch.tensor(self.positions, device=self.device)[:, None]
-        logits = self._forward_tokens(ids, positions, slice(0, n), self._lora).float().cpu()
-        for row, seq in enumerate(self.rows):
-            self.positions[row] += 1
-            self._sample(seq, logits[row], row)
+        self._reserve(len(self.rows), max(self.positions) + 1)
+        self._advance(self._forward([self._decode_part()]).float().cpu())
         self.drop_finished()
 
     @torch.inference_mode()  # the cache is an inference tensor: moved in inference mode only
