@@ -14,6 +14,7 @@ from tunesmith.data.records import Message
 from tunesmith.data.render import encode_prompt
 from tunesmith.infer.batch import RunningBatch
 from tunesmith.infer.engine import Engine
+from tunesmith.infer.generation import Generation
 from tunesmith.infer.sampling import SamplingParams
 from tunesmith.infer.slots import FIRST_LENGTH, PrefixCache, SlotBatch, _weight
 from tunesmith.models.spec import ModelSpec
@@ -206,6 +207,36 @@ def test_a_shared_prefix_is_computed_once_and_answers_stay_the_same(
     assert reference(tiny_model_dir, None, prompts[1], 12).same_but_at_near_ties(second) >= 6
     again = engine.wait(engine.submit(spec, prompts[1], greedy)).token_ids
     assert again == second  # a whole prompt seen before: all but its last block reused
+
+
+def test_newcomers_prefill_together_beside_a_running_row_and_share_a_new_prefix(
+    tiny_model_dir, tokenizer, reference
+) -> None:
+    """One `admit` while a row runs: that row takes its next step in the same forward; of two
+    newcomers whose shared system prompt is not cached yet, the second waits one forward and
+    takes the first's blocks from the prefix cache. Every answer is still `generate`'s."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    batch = SlotBatch(model, "cpu", tokenizer.pad_token_id)
+    system = Message(role="system", content="Extract the order as JSON. " * 12)
+    prompts = [
+        encode_prompt(tokenizer, [system, Message(role="user", content=ask)])
+        for ask in ("Hello!", "Ship 3 lamps to Oslo", "Send two chairs to Rome")
+    ]
+    shared = next(i for i, (a, b) in enumerate(zip(*prompts[1:], strict=False)) if a != b)
+    greedy = SamplingParams(max_tokens=12, temperature=0)
+    running = Generation(prompts[0][-8:], greedy, None, tokenizer, set())
+    batch.admit([running])
+    assert len(running.generated) == 1 and batch.prefixes.hits == 0
+    newcomers = [Generation(ids, greedy, None, tokenizer, set()) for ids in prompts[1:]]
+    batch.admit(newcomers)
+    assert len(running.generated) == 3  # a step in each of the two forwards
+    block = PrefixCache.BLOCK
+    assert batch.prefixes.hits == shared // block * block
+    while len(batch):
+        batch.step()
+    for ids, seq in ((prompts[0][-8:], running), *zip(prompts[1:], newcomers, strict=True)):
+        expected = reference(tiny_model_dir, None, ids, 12)
+        assert expected.same_but_at_near_ties(seq.generated) >= 6
 
 
 def test_the_prefix_cache_keeps_to_its_budget() -> None:
