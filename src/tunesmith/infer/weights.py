@@ -115,8 +115,10 @@ class Int4Weight:
     weights are 4-bit numbers; held as 4-bit, they take an eighth of fp32's bytes and are
     multiplied by PyTorch's CPU kernel for them (`_weight_int4pack_mm_for_cpu`). Measured on 30
     layers of the built-in model's gate/up weights, ms at 1 / 8 / 16 rows: fp32 13 / 14 / 18, the
-    split fp32 product 5 / 11 / 15, int4 3 / 6 / 12 with PyTorch's kernels capped at AVX2; bf16
-    5.6 / 6.3 / 7.4 against int4 1.0 / 3.0 / 5.5 with AVX512-BF16.
+    reordered fp32 weights (`DenseWeight`) 6.9 / 8.9 / 13.2, int4 3 / 6 / 12 with PyTorch's
+    kernels capped at AVX2; bf16 5.6 / 6.3 / 7.4 (reordered 2.0 / 2.7 / 3.6) against int4 1.0 /
+    3.0 / 5.5 with AVX512-BF16. Served end to end it is no faster than the reordered weights at 8
+    and more rows in flight (README "Performance").
 
     Not free of rounding: the kernel is fast only with bf16 inputs (fp32 or fp16 ran 10-50x
     slower) and takes bf16 scales. So a CPU without bf16 units multiplies these weights as one
