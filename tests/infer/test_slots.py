@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tunesmith.data.records import Message
 from tunesmith.data.render import encode_prompt
@@ -137,6 +137,38 @@ def test_serving_in_fp32_decodes_as_generate_does(
     for ids, answer in zip(runs, done, strict=True):
         same = reference(builtin_dir, None, ids, 24).same_but_at_near_ties(answer.token_ids)
         assert same >= min(8, len(answer.token_ids)), (same, answer.token_ids)
+
+
+def test_an_fp16_product_past_its_range_is_done_again_in_fp32(
+    tiny_model_dir, reference, monkeypatch, tmp_path
+) -> None:
+    """Serving in fp32, one row multiplies an fp16 copy of the weights; a layer whose outputs
+    pass fp16's 65504 makes that forward's logits inf or NaN, and the slot cache does it again
+    in fp32: the tokens are still `generate`'s fp32 ones."""
+    from tunesmith.models import hardware
+
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: False)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight.mul_(1e8)  # outputs of ~1e6, fine in fp32
+    model.save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(tmp_path)
+    passes = []
+    real = SlotBatch._forward
+    monkeypatch.setattr(
+        SlotBatch,
+        "_forward",
+        lambda self, parts, half=True: passes.append(half) or real(self, parts, half),
+    )
+    engine = Engine(max_batch=8, device="cpu", fast_decode=True)
+    try:
+        spec = local(tmp_path)
+        ids = ids_of(engine, spec, "Ship 3 lamps to Oslo")
+        done = engine.wait(engine.submit(spec, ids, SamplingParams(max_tokens=8, temperature=0)))
+    finally:
+        engine.close()
+    assert False in passes  # the fp16 pass overflowed and was done again
+    assert reference(tmp_path, None, ids, 8).same_but_at_near_ties(done.token_ids) >= 4
 
 
 def test_a_prompt_longer_than_the_first_cache_length_grows_the_cache(

@@ -422,10 +422,21 @@ class SlotBatch(RunningBatch):
         self.keys, self.values = keys, values
 
     # --- one forward over new tokens -------------------------------------------------------------
-    def _forward(self, parts: list[Part]) -> torch.Tensor:
+    def _logits(self, parts: list[Part]) -> torch.Tensor:
+        """`_forward`'s logits, in fp32 on the CPU. Serving in fp32, one or two rows multiply an
+        fp16 copy of the weights, whose products may pass fp16's range: an inf anywhere in the
+        forward reaches the logits, and then the forward is done again without the copy (its
+        keys and values overwrite the first pass's; a model whose logits are not finite anyway
+        pays one forward more)."""
+        logits = self._forward(parts).float()
+        if not bool(torch.isfinite(logits).all()):
+            logits = self._forward(parts, half=False).float()
+        return logits.cpu()
+
+    def _forward(self, parts: list[Part], half: bool = True) -> torch.Tensor:
         """Run the new tokens of every part through the decoder in one pass, writing their keys
         and values into the cache at their positions; the logits of each row's last token,
-        [rows of all parts, vocab], in the parts' order.
+        [rows of all parts, vocab], in the parts' order. `half=False`: no fp16 weight copies.
 
         The projections multiply all parts' tokens at once (a decode step's rows and the
         newcomers' prompts read each weight once); attention and the adapters go part by part."""
@@ -435,24 +446,24 @@ class SlotBatch(RunningBatch):
         q_size, kv_size = self.n_heads * self.head_dim, self.n_kv * self.head_dim
         for index, layer in enumerate(self.layers):
             h = _rms(x, layer.attn_norm, self.eps)
-            qkv = self._adapt(index, "qkv", parts, sizes, h, linear(h, layer.qkv))
+            qkv = self._adapt(index, "qkv", parts, sizes, h, linear(h, layer.qkv, half))
             attn = [
                 self._attend(index, part, view, *piece.split((q_size, kv_size, kv_size), dim=-1))
                 for part, view, piece in zip(parts, views, qkv.split(sizes), strict=True)
             ]
             attn = attn[0] if len(attn) == 1 else torch.cat(attn)
-            x = x + self._adapt(index, "o", parts, sizes, attn, linear(attn, layer.o))
+            x = x + self._adapt(index, "o", parts, sizes, attn, linear(attn, layer.o, half))
             h = _rms(x, layer.mlp_norm, self.eps)
             gate, up = self._adapt(
-                index, "gate_up", parts, sizes, h, linear(h, layer.gate_up)
+                index, "gate_up", parts, sizes, h, linear(h, layer.gate_up, half)
             ).chunk(2, dim=-1)
             act = F.silu(gate) * up
-            x = x + self._adapt(index, "down", parts, sizes, act, linear(act, layer.down))
+            x = x + self._adapt(index, "down", parts, sizes, act, linear(act, layer.down, half))
         last = [
             piece.view(*part.ids.shape, -1)[:, -1]
             for part, piece in zip(parts, x.split(sizes), strict=True)
         ]
-        return linear(_rms(torch.cat(last), self.norm, self.eps), self.head)
+        return linear(_rms(torch.cat(last), self.norm, self.eps), self.head, half)
 
     def _attention_view(self, part: Part, x: torch.Tensor) -> AttentionView:
         """What a part's attention needs in every layer, worked out once per forward."""
@@ -576,7 +587,7 @@ class SlotBatch(RunningBatch):
                     lora=self._lora_for([seq.adapter]),
                 )
             )
-        logits = self._forward(parts).float().cpu()
+        logits = self._logits(parts)
         self._advance(logits[:running])
         for offset, seq in enumerate(newcomers):
             slot, length = running + offset, len(seq.prompt_ids)
@@ -625,7 +636,7 @@ class SlotBatch(RunningBatch):
     @torch.inference_mode()
     def step(self) -> None:
         self._reserve(len(self.rows), max(self.positions) + 1)
-        self._advance(self._forward([self._decode_part()]).float().cpu())
+        self._advance(self._logits([self._decode_part()]))
         self.drop_finished()
 
     @torch.inference_mode()  # the cache is an inference tensor: moved in inference mode only

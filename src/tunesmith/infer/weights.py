@@ -64,8 +64,10 @@ class DenseWeight:
 
     ATen's fp16 GEMV (fp32 sums) on the fp16 copy reads half of fp32's bytes: gate/up 2.6 ms at
     one row, 5.0 at two, but it rereads the weights for every row, so only up to SMALL_ROWS rows
-    take it. fp16 keeps 10 bits of mantissa, llama.cpp's f16; bf16 would keep 7. An fp16 product
-    that overflows (fp16 ends at 65504) is done again in fp32.
+    take it. fp16 keeps 10 bits of mantissa, llama.cpp's f16; bf16 would keep 7. A product past
+    fp16's range (65504) is inf, and an inf anywhere in a forward reaches its logits (through
+    attention, or the residual stream's norm): the slot cache checks the logits once a forward
+    and does it again with `half=False` (checking every product cost a tenth of a one-row step).
 
     The reordered copy is a second copy of the weights (the model's own still back its
     parameters, which attaching adapters and the general decode path read): +259 MB for the
@@ -87,15 +89,14 @@ class DenseWeight:
             else None
         )
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, half: bool = True) -> torch.Tensor:
+        """The product; `half=False` never takes the fp16 copy (its product may be inf)."""
         flat = x.reshape(-1, self.shape[1])
-        out = None
-        if self.half is not None and flat.shape[0] <= self.SMALL_ROWS:
-            out = F.linear(flat.half(), self.half)
-            out = out.to(x.dtype) if bool(torch.isfinite(out).all()) else None
-        if out is None and self.packed is not None:
+        if half and self.half is not None and flat.shape[0] <= self.SMALL_ROWS:
+            out = F.linear(flat.half(), self.half).to(x.dtype)
+        elif self.packed is not None:
             out = torch.ops.mkldnn._linear_pointwise(flat, self.packed, None, "none", [], "")
-        elif out is None:
+        else:
             out = F.linear(flat, self.full)
         return out.reshape(*x.shape[:-1], self.shape[0])
 
@@ -188,9 +189,12 @@ def four_bit_values(source: torch.Tensor) -> torch.Tensor | None:
     return (q - 8) * scale + zero
 
 
-def linear(x: torch.Tensor, weight: Weight) -> torch.Tensor:
-    """`F.linear(x, weight)` for a plain weight (on a GPU), else the holder's own product."""
-    return F.linear(x, weight) if isinstance(weight, torch.Tensor) else weight(x)
+def linear(x: torch.Tensor, weight: Weight, half: bool = True) -> torch.Tensor:
+    """`F.linear(x, weight)` for a plain weight (on a GPU), else the holder's own product;
+    `half=False`: not through an fp16 copy (`DenseWeight`)."""
+    if isinstance(weight, torch.Tensor):
+        return F.linear(x, weight)
+    return weight(x, half) if isinstance(weight, DenseWeight) else weight(x)
 
 
 class Checkpoint:
