@@ -258,6 +258,7 @@ def test_newcomers_prefill_together_beside_a_running_row_and_share_a_new_prefix(
     greedy = SamplingParams(max_tokens=12, temperature=0)
     running = Generation(prompts[0][-8:], greedy, None, tokenizer, set())
     batch.admit([running])
+    batch.admit([])  # nobody new: no step either
     assert len(running.generated) == 1 and batch.prefixes.hits == 0
     newcomers = [Generation(ids, greedy, None, tokenizer, set()) for ids in prompts[1:]]
     batch.admit(newcomers)

@@ -570,6 +570,8 @@ class SlotBatch(RunningBatch):
         self._prefill(together)
 
     def _prefill(self, newcomers: list[Generation]) -> None:
+        if not newcomers:  # `admit([])` takes no step
+            return
         running = len(self.rows)
         self._reserve(
             running + len(newcomers),
