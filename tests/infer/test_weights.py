@@ -97,7 +97,7 @@ def test_four_bit_weights_are_found_and_multiplied_as_their_numbers() -> None:
     assert values is not None
     # bf16 scales: each weight within 2^-8 of its group's range of its checkpoint value
     assert (values - w).abs().max() <= w.abs().max() * 2**-7
-    held = Int4Weight.exact(w, DenseWeight(w))
+    held = Int4Weight.exact(w, w)
     assert held is not None and held.packed.numel() * held.packed.element_size() == w.numel() // 2
     for shape in ((1, 1, 576), (8, 1, 576), (1, 32, 576)):
         x = torch.randn(*shape)
@@ -121,7 +121,7 @@ def test_four_bit_weights_are_found_and_multiplied_as_their_numbers() -> None:
 )
 def test_weights_that_are_not_four_bit_are_left_dense(weight) -> None:
     assert four_bit_values(weight) is None
-    assert Int4Weight.exact(weight, DenseWeight(weight)) is None
+    assert Int4Weight.exact(weight, weight) is None
 
 
 def checkpoint_folder(tmp_path: Path, tensors: dict[str, torch.Tensor]) -> Path:

@@ -353,12 +353,15 @@ class SlotBatch(RunningBatch):
         self.embed = base.model.embed_tokens.weight
         self.norm = base.model.norm.weight
         cpu = self.device == "cpu"
+        # A rebuild (an adapter attached) lets the previous copies go first: they would count
+        # against the room for the new ones, and three copies would be alive at once.
+        self.head, self.layers = None, []
         # the reordered weights copy the projections and the head (the model's size, at most
         # an embedding more)
         reorder = cpu and room_for(sum(p.numel() * p.element_size() for p in base.parameters()))
         if cpu and not reorder:
             log.warning(
-                "%s is served by F.linear: no memory for reordered weights", config._name_or_path
+                "%s is served by F.linear: no memory for reordered weights", base.name_or_path
             )
         # --quantize int4 reads the checkpoint's own fp32 values: are its weights 4-bit?
         pack = packing(
@@ -367,7 +370,6 @@ class SlotBatch(RunningBatch):
         self.head = pack(base.lm_head.weight, ("lm_head.weight",))
         self.rotary = base.model.rotary_emb
         self.scaling = self.head_dim**-0.5
-        self.layers = []
         for index, block in enumerate(base.model.layers):
             attn, mlp = block.self_attn, block.mlp
             modules = {

@@ -137,14 +137,18 @@ class Int4Weight:
         self.shape = dense.shape
 
     @classmethod
-    def exact(cls, source: torch.Tensor, dense: DenseWeight) -> Int4Weight | None:
-        """`source`: the weight as the checkpoint holds it, in fp32; None unless it is 4-bit."""
+    def exact(
+        cls, source: torch.Tensor, weight: torch.Tensor, reorder: bool = True
+    ) -> Int4Weight | None:
+        """`source`: the weight as the checkpoint holds it, in fp32; `weight`: as loaded, for the
+        prefills (`DenseWeight`, no fp16 copy, made only once `source` is found 4-bit); None
+        unless it is 4-bit."""
         grid = _four_bit_grid(source)
         if grid is None:
             return None
         q, scales = grid
         packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
-        return cls(packed, scales, dense)
+        return cls(packed, scales, DenseWeight(weight, reorder=reorder))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])
@@ -244,8 +248,8 @@ def packing(
     if not cpu:
         return lambda weight, names: weight
 
-    def dense(weight: torch.Tensor, half: bool = dtype == FP32) -> DenseWeight:
-        return DenseWeight(weight, half=half, reorder=reorder)
+    def dense(weight: torch.Tensor) -> DenseWeight:
+        return DenseWeight(weight, half=dtype == FP32, reorder=reorder)
 
     if quantize != "int4" or folder is None:
         return lambda weight, names: dense(weight)
@@ -256,8 +260,7 @@ def packing(
         # the loaded weight must be the checkpoint's (a merged adapter changed it): else dense
         if source is None or not torch.equal(source.to(weight.dtype), weight):
             return dense(weight)
-        # the dense weight then serves only prefills: no fp16 copy for few rows
-        return Int4Weight.exact(source, dense(weight, half=False)) or dense(weight)
+        return Int4Weight.exact(source, weight, reorder) or dense(weight)
 
     return pack
 
