@@ -105,6 +105,28 @@ def test_mixed_adapters_in_one_batch_each_get_their_own(
     assert len({tuple(t) for t in mixed}) == 3  # the adapters really differ
 
 
+def test_adapters_with_unequal_shares_of_a_batch_each_get_their_own(
+    engine, tiny_model_dir, adapters
+):
+    """The slot cache groups a batch's rows by adapter and pads the groups to the largest one:
+    two rows on one adapter, one on another and one on none answer as each does alone."""
+    specs = [
+        local(tiny_model_dir, adapters[0], "a0"),
+        local(tiny_model_dir),
+        local(tiny_model_dir, adapters[1], "a1"),
+        local(tiny_model_dir, adapters[0], "a0"),
+    ]
+    ids = [
+        prompt_ids(engine, specs[0], p) for p in (PROMPTS[1], PROMPTS[1], PROMPTS[1], PROMPTS[2])
+    ]
+    mixed = [engine.submit(s, i, GREEDY) for s, i in zip(specs, ids, strict=True)]
+    mixed = [engine.wait(s).token_ids for s in mixed]
+    alone = [engine.wait(engine.submit(s, i, GREEDY)).token_ids
+             for s, i in zip(specs, ids, strict=True)]  # fmt: skip
+    assert mixed == alone
+    assert len({tuple(t) for t in mixed[:3]}) == 3  # same prompt, three different answers
+
+
 def test_adapters_are_loaded_once(engine, tiny_model_dir, adapters):
     spec = local(tiny_model_dir, adapters[0], "a0")
     for _ in range(3):

@@ -218,6 +218,31 @@ def test_a_dora_adapter_is_served_by_the_general_path(
     assert type(loaded(engine).batch) is RunningBatch
 
 
+@pytest.mark.parametrize(
+    ("targets", "on_slots"), [("all-linear", True), (["q_proj", "embed_tokens"], False)]
+)
+def test_which_adapters_the_slot_cache_applies(
+    engine, tiny_model_dir, tmp_path, reference, targets, on_slots
+) -> None:
+    """Read from the model's LoRA layers: PEFT saves this small model's "all-linear" as full
+    paths (`model.layers.0.self_attn.q_proj`), still the seven projections; a LoRA on the
+    embeddings is not one the slot cache applies."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(4)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    config = LoraConfig(r=4, target_modules=targets, init_lora_weights=False)
+    get_peft_model(base, config).save_pretrained(tmp_path / "lora")
+    saved = (tmp_path / "lora" / "adapter_config.json").read_text()
+    assert "model.layers.0.self_attn.q_proj" in saved or not on_slots
+    spec = local(tiny_model_dir, tmp_path / "lora", "lora")
+    ids = ids_of(engine, spec, PROMPTS[1])
+    tokens = engine.wait(engine.submit(spec, ids, SamplingParams(max_tokens=10, temperature=0)))
+    expected = reference(tiny_model_dir, tmp_path / "lora", ids, 10)
+    assert expected.same_but_at_near_ties(tokens.token_ids) >= 5
+    assert (type(loaded(engine).batch) is SlotBatch) == on_slots
+
+
 def test_a_shared_prefix_is_computed_once_and_answers_stay_the_same(
     engine, tiny_model_dir, reference
 ) -> None:
