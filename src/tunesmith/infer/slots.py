@@ -502,12 +502,11 @@ class SlotBatch(RunningBatch):
         sizes = [part.ids.numel() for part in parts]
         x = F.embedding(torch.cat([part.ids.reshape(-1) for part in parts]), self.embed)
         views = [self._attention_view(part, x) for part in parts]
-        q_size, kv_size = self.n_heads * self.head_dim, self.n_kv * self.head_dim
         for index, layer in enumerate(self.layers):
             h = _rms(x, layer.attn_norm, self.eps)
             qkv = self._adapt(index, "qkv", parts, sizes, h, linear(h, layer.qkv, half))
             attn = [
-                self._attend(index, part, view, *piece.split((q_size, kv_size, kv_size), dim=-1))
+                self._attend(index, part, view, piece)
                 for part, view, piece in zip(parts, views, qkv.split(sizes), strict=True)
             ]
             attn = attn[0] if len(attn) == 1 else torch.cat(attn)
@@ -548,18 +547,18 @@ class SlotBatch(RunningBatch):
         index: int,
         part: Part,
         view: AttentionView,
-        q: torch.Tensor,  # [rows * tokens, heads * head dim]
-        k: torch.Tensor,
-        v: torch.Tensor,
+        qkv: torch.Tensor,  # [rows * tokens, (heads + 2 * kv heads) * head dim]
     ) -> torch.Tensor:
         """One part's attention in layer `index`, its keys and values written to the cache;
         [rows * tokens, heads * head dim]."""
         n, t = part.ids.shape
-        q = q.reshape(n, t, self.n_heads, self.head_dim).transpose(1, 2)
-        k = k.reshape(n, t, self.n_kv, self.head_dim).transpose(1, 2)
-        v = v.reshape(n, t, self.n_kv, self.head_dim).transpose(1, 2)
-        q = q * view.cos + _rotate_half(q) * view.sin
-        k = k * view.cos + _rotate_half(k) * view.sin
+        rotated = self.n_heads + self.n_kv  # q's heads and k's, side by side in qkv
+        qkv = qkv.reshape(n, t, rotated + self.n_kv, self.head_dim).transpose(1, 2)
+        # the rotary embedding once for q and k: the same elementwise ops, half as many calls
+        qk = qkv[:, :rotated]
+        qk = qk * view.cos + _rotate_half(qk) * view.sin
+        q, k = qk.split((self.n_heads, self.n_kv), dim=1)
+        v = qkv[:, rotated:]
         cache_k, cache_v = self.keys[index], self.values[index]
         rows, start, end = part.rows, view.start, view.end
         if t > 1:
