@@ -233,10 +233,10 @@ class Lora:
         for row, name in enumerate(adapters):
             if name is not None:
                 rows.setdefault(bank.index[name], []).append(row)
+        used = sorted(rows)
         n, size = len(adapters), max(len(r) for r in rows.values())
-        # [adapters in use, size]: each adapter's rows, padded with rows of zeros (index n)
-        gather = [r + [n] * (size - len(r)) for r in rows.values()]
-        flat = [row for group in gather for row in group]
+        # each adapter's rows, padded with rows of zeros (index n) to the largest group
+        flat = [row for i in used for row in rows[i] + [n] * (size - len(rows[i]))]
         # each row's place among the deltas; a row without an adapter takes a padded (zero)
         # one, or the zero delta appended after them
         place = {row: i for i, row in enumerate(flat) if row < n}
@@ -246,9 +246,10 @@ class Lora:
         self.scatter = torch.tensor([place.get(row, zero) for row in range(n)])
         self.append_zero = zero == len(flat)
         self.pad = n in flat
-        used = torch.tensor(list(rows))
+        # the adapters' tables, copied; for one adapter (the usual batch) a view
+        pick = slice(used[0], used[0] + 1) if len(used) == 1 else torch.tensor(used)
         for tables in bank.per_layer:
-            self.per_layer.append({g: (a[used], b[used]) for g, (a, b) in tables.items()})
+            self.per_layer.append({g: (a[pick], b[pick]) for g, (a, b) in tables.items()})
 
     def add(self, layer: int, group: str, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """`out` [rows, tokens, out], the projection of `h` [rows, tokens, in] by the base
@@ -262,7 +263,7 @@ class Lora:
             if self.pad:
                 x = torch.cat([x, x.new_zeros(1, tokens, size)])
             x = x.index_select(0, self.gather)
-        delta = torch.bmm(torch.bmm(x.view(a.shape[0], -1, size), a), b)
+        delta = torch.bmm(torch.bmm(x.reshape(a.shape[0], -1, size), a), b)
         delta = delta.view(-1, tokens, b.shape[2])
         if not self.in_order:
             if self.append_zero:
