@@ -127,6 +127,28 @@ def test_adapters_with_unequal_shares_of_a_batch_each_get_their_own(
     assert len({tuple(t) for t in mixed[:3]}) == 3  # same prompt, three different answers
 
 
+def test_every_pair_of_three_adapters_in_a_batch_gets_its_own(
+    engine, tiny_model_dir, adapters, tmp_path
+):
+    """With three adapters attached, a batch of two of them: for one of the three pairs the
+    third lies between them in the slot cache's bank (their tables are copied, not viewed)."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(3)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    config = LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)
+    get_peft_model(base, config).save_pretrained(tmp_path / "third")
+    folders = [*adapters, tmp_path / "third"]
+    specs = [local(tiny_model_dir, f, f"a{i}") for i, f in enumerate(folders)]
+    ids = prompt_ids(engine, specs[0], PROMPTS[1])
+    alone = [engine.wait(engine.submit(s, ids, GREEDY)).token_ids for s in specs]
+    assert len({tuple(t) for t in alone}) == 3
+    for x, y in ((0, 1), (0, 2), (1, 2)):
+        batch = [specs[x], specs[y], specs[x]]
+        mixed = [engine.submit(s, ids, GREEDY) for s in batch]
+        assert [engine.wait(s).token_ids for s in mixed] == [alone[x], alone[y], alone[x]]
+
+
 def test_adapters_are_loaded_once(engine, tiny_model_dir, adapters):
     spec = local(tiny_model_dir, adapters[0], "a0")
     for _ in range(3):
