@@ -237,15 +237,14 @@ class Lora:
         n, size = len(adapters), max(len(r) for r in rows.values())
         # each adapter's rows, padded with rows of zeros (index n) to the largest group
         flat = [row for i in used for row in rows[i] + [n] * (size - len(rows[i]))]
-        # each row's place among the deltas; a row without an adapter takes a padded (zero)
-        # one, or the zero delta appended after them
+        # each row's place among the deltas; a row without an adapter takes a zero delta
+        # appended after them
         place = {row: i for i, row in enumerate(flat) if row < n}
-        zero = flat.index(n) if n in flat else len(flat)
         self.in_order = flat == list(range(n))  # one adapter on every row: no reordering
         self.gather = torch.tensor(flat)
-        self.scatter = torch.tensor([place.get(row, zero) for row in range(n)])
-        self.append_zero = zero == len(flat)
-        self.pad = n in flat
+        self.scatter = torch.tensor([place.get(row, len(flat)) for row in range(n)])
+        self.pad = len(place) < len(flat)  # some groups padded with the zero row
+        self.append_zero = len(place) < n  # some rows without an adapter
         # the adapters' tables: a view of the bank where they are its neighbours (one adapter
         # always is), else a copy. A copy of four adapters' tables is 116 MB at rank 16, made at
         # every change of the batch's rows (each admit and each finish): ~5% of a mixed run.
@@ -439,10 +438,8 @@ class SlotBatch(RunningBatch):
                     modules=modules,
                 )
             )
-        self._halves = any(
-            isinstance(w, DenseWeight) and w.half is not None
-            for w in (self.head, *(layer.qkv for layer in self.layers))
-        )
+        # the projections take an fp16 copy only where the head does (one `dense` for both)
+        self._halves = isinstance(self.head, DenseWeight) and self.head.half is not None
         self._built_for = id(self.model)
         self._bank, self._lora = None, NO_ADAPTERS
 

@@ -41,7 +41,8 @@ class Int8Weight:
         self.scale = scale.to(weight.dtype)
         self.shape = weight.shape
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, half: bool = True) -> torch.Tensor:
+        """The product (`half`: for the holders' common call; this one has no fp16 copy)."""
         flat = x.reshape(-1, x.shape[-1]).contiguous()
         out = torch.ops.aten._weight_int8pack_mm(flat, self.q, self.scale.to(x.dtype))
         return out.reshape(*x.shape[:-1], self.shape[0])
@@ -150,7 +151,8 @@ class Int4Weight:
         packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
         return cls(packed, scales, DenseWeight(weight, reorder=reorder))
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, half: bool = True) -> torch.Tensor:
+        """The product (`half`: for the holders' common call; no fp16 copy here either)."""
         flat = x.reshape(-1, x.shape[-1])
         if flat.shape[0] > self.MAX_ROWS:
             return self.dense(x)
@@ -196,9 +198,7 @@ def four_bit_values(source: torch.Tensor) -> torch.Tensor | None:
 def linear(x: torch.Tensor, weight: Weight, half: bool = True) -> torch.Tensor:
     """`F.linear(x, weight)` for a plain weight (on a GPU), else the holder's own product;
     `half=False`: not through an fp16 copy (`DenseWeight`)."""
-    if isinstance(weight, torch.Tensor):
-        return F.linear(x, weight)
-    return weight(x, half) if isinstance(weight, DenseWeight) else weight(x)
+    return F.linear(x, weight) if isinstance(weight, torch.Tensor) else weight(x, half)
 
 
 class Checkpoint:
