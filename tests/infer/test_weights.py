@@ -19,6 +19,7 @@ from tunesmith.infer.weights import (
     four_bit,
     four_bit_values,
     packing,
+    packs_fp16,
     reorders,
     room_for,
 )
@@ -62,23 +63,35 @@ def test_without_room_for_a_reordered_copy_the_weight_is_multiplied_as_it_is() -
     assert torch.equal(weight(x), torch.nn.functional.linear(x, w))
 
 
-def test_fp32_weights_multiply_few_rows_in_fp16_unless_told_not_to() -> None:
+@pytest.mark.skipif(not packs_fp16(), reason="this PyTorch build has no FBGEMM fp16 GEMM")
+def test_fp32_weights_multiply_a_decode_steps_rows_as_fp16_weights_with_fp32_sums() -> None:
+    """Up to SMALL_ROWS rows, the product of the fp16-rounded weights, summed in fp32: inputs
+    past fp16's range stay finite; more rows multiply the fp32 weights themselves."""
     torch.manual_seed(0)
     w = torch.randn(960, 576) * 0.05
     weight = DenseWeight(w, half=True)
-    for rows in (1, 2):
+    rounded = w.half().float()
+    assert not torch.equal(rounded, w)
+    for rows in (1, 2, 8, DenseWeight.SMALL_ROWS):
         x = torch.randn(rows, 1, 576)
         out = weight(x)
         assert out.dtype == torch.float32 and out.shape == (rows, 1, 960)
-        # fp16's 10 mantissa bits on the weights and the input: ~1e-3 of each product
-        torch.testing.assert_close(out, torch.nn.functional.linear(x, w), rtol=0, atol=2e-2)
+        torch.testing.assert_close(out, torch.nn.functional.linear(x, rounded))
         assert not torch.equal(out, torch.nn.functional.linear(x, w))  # it did take fp16
-    many = torch.randn(3, 1, 576)  # past SMALL_ROWS: fp32 again
+    many = torch.randn(DenseWeight.SMALL_ROWS + 1, 1, 576)  # past SMALL_ROWS: fp32 again
     torch.testing.assert_close(weight(many), torch.nn.functional.linear(many, w))
-    huge = torch.full((1, 1, 576), 70_000.0)  # past fp16's range: inf, for the caller to see
-    assert not bool(torch.isfinite(weight(huge)).all())
-    exact = torch.nn.functional.linear(huge.double(), w.double()).float()  # entries ~1e5
-    torch.testing.assert_close(weight(huge, half=False), exact, rtol=1e-5, atol=0.5)
+    huge = torch.full((1, 1, 576), 70_000.0)  # entries ~1e5, past fp16's range: fp32 sums
+    exact = torch.nn.functional.linear(huge.double(), rounded.double()).float()
+    torch.testing.assert_close(weight(huge), exact, rtol=1e-5, atol=0.5)
+
+
+def test_a_weight_past_fp16s_range_gets_no_fp16_copy() -> None:
+    w = torch.randn(64, 32)
+    w[3, 4] = 1e6  # fp16 would saturate it to 65504
+    weight = DenseWeight(w, half=True)
+    assert weight.half is None
+    x = torch.randn(2, 32)
+    torch.testing.assert_close(weight(x), torch.nn.functional.linear(x, w))
 
 
 def test_int8_weights_multiply_within_a_percent_of_the_full_ones() -> None:

@@ -16,7 +16,7 @@ adapter dispatch. Here:
   rows change, not at every step): a batch mixing adapters costs about what one adapter costs.
 - a decode step's kernels are picked for one new token per row: attention as three fp32
   matmuls (`_decode_attention`), and the projections as `weights.py` holds them: on a CPU
-  reordered once for oneDNN; serving in fp32, an fp16 copy of the weights for one or two rows;
+  reordered once for oneDNN; serving in fp32, an fp16 copy for FBGEMM at a decode step's rows;
   opt-in int8, or int4 for a 4-bit checkpoint.
 Otherwise the arithmetic is transformers' own (RMSNorm in fp32, rotary embeddings from the
 model's `rotary_emb`); the sums of those kernels run in another order than `generate`'s, so
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from tunesmith.infer.batch import RunningBatch
 from tunesmith.infer.generation import Generation
-from tunesmith.infer.weights import DenseWeight, Weight, linear, packing, room_for
+from tunesmith.infer.weights import Weight, linear, packing, room_for
 
 log = logging.getLogger(__name__)
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -438,8 +438,6 @@ class SlotBatch(RunningBatch):
                     modules=modules,
                 )
             )
-        # the projections take an fp16 copy only where the head does (one `dense` for both)
-        self._halves = isinstance(self.head, DenseWeight) and self.head.half is not None
         self._built_for = id(self.model)
         self._bank, self._lora = None, NO_ADAPTERS
 
@@ -476,27 +474,10 @@ class SlotBatch(RunningBatch):
         self.keys, self.values = keys, values
 
     # --- one forward over new tokens -------------------------------------------------------------
-    def _logits(self, parts: list[Part]) -> torch.Tensor:
-        """`_forward`'s logits, in fp32 on the CPU. Serving in fp32, one or two rows multiply an
-        fp16 copy of the weights, whose products may pass fp16's range: an inf anywhere in the
-        forward reaches the logits, and then the forward is done again without the copy (its
-        keys and values overwrite the first pass's; a model whose logits are not finite anyway
-        pays one forward more)."""
-        logits = self._forward(parts).float()
-        # Only a forward whose head multiplies few rows takes a copy (`DenseWeight.SMALL_ROWS`:
-        # the projections have at least the head's rows). A sum is inf or nan where any logit
-        # is (fp32 logits are far from overflowing it) and costs a fraction of isfinite's three
-        # passes over [rows, vocab], which took 3% of an 8-row step.
-        rows = sum(part.ids.shape[0] for part in parts)
-        few = self._halves and rows <= DenseWeight.SMALL_ROWS
-        if few and not bool(torch.isfinite(logits.sum())):
-            logits = self._forward(parts, half=False).float()
-        return logits.cpu()
-
-    def _forward(self, parts: list[Part], half: bool = True) -> torch.Tensor:
+    def _forward(self, parts: list[Part]) -> torch.Tensor:
         """Run the new tokens of every part through the decoder in one pass, writing their keys
         and values into the cache at their positions; the logits of each row's last token,
-        [rows of all parts, vocab], in the parts' order. `half=False`: no fp16 weight copies.
+        [rows of all parts, vocab] in fp32 on the CPU, in the parts' order.
 
         The projections multiply all parts' tokens at once (a decode step's rows and the
         newcomers' prompts read each weight once); attention and the adapters go part by part."""
@@ -505,24 +486,24 @@ class SlotBatch(RunningBatch):
         views = [self._attention_view(part, x) for part in parts]
         for index, layer in enumerate(self.layers):
             h = _rms(x, layer.attn_norm, self.eps)
-            qkv = self._adapt(index, "qkv", parts, sizes, h, linear(h, layer.qkv, half))
+            qkv = self._adapt(index, "qkv", parts, sizes, h, linear(h, layer.qkv))
             attn = [
                 self._attend(index, part, view, piece)
                 for part, view, piece in zip(parts, views, qkv.split(sizes), strict=True)
             ]
             attn = attn[0] if len(attn) == 1 else torch.cat(attn)
-            x = x + self._adapt(index, "o", parts, sizes, attn, linear(attn, layer.o, half))
+            x = x + self._adapt(index, "o", parts, sizes, attn, linear(attn, layer.o))
             h = _rms(x, layer.mlp_norm, self.eps)
             gate, up = self._adapt(
-                index, "gate_up", parts, sizes, h, linear(h, layer.gate_up, half)
+                index, "gate_up", parts, sizes, h, linear(h, layer.gate_up)
             ).chunk(2, dim=-1)
             act = F.silu(gate) * up
-            x = x + self._adapt(index, "down", parts, sizes, act, linear(act, layer.down, half))
+            x = x + self._adapt(index, "down", parts, sizes, act, linear(act, layer.down))
         last = [
             piece.view(*part.ids.shape, -1)[:, -1]
             for part, piece in zip(parts, x.split(sizes), strict=True)
         ]
-        return linear(_rms(torch.cat(last), self.norm, self.eps), self.head, half)
+        return linear(_rms(torch.cat(last), self.norm, self.eps), self.head).float().cpu()
 
     def _attention_view(self, part: Part, x: torch.Tensor) -> AttentionView:
         """What a part's attention needs in every layer, worked out once per forward."""
@@ -648,7 +629,7 @@ class SlotBatch(RunningBatch):
                     lora=self._lora_for([seq.adapter]),
                 )
             )
-        logits = self._logits(parts)
+        logits = self._forward(parts)
         self._advance(logits[:running])
         for offset, seq in enumerate(newcomers):
             slot, length = running + offset, len(seq.prompt_ids)
@@ -697,7 +678,7 @@ class SlotBatch(RunningBatch):
     @torch.inference_mode()
     def step(self) -> None:
         self._reserve(len(self.rows), max(self.positions) + 1)
-        self._advance(self._logits([self._decode_part()]))
+        self._advance(self._forward([self._decode_part()]))
         self.drop_finished()
 
     @torch.inference_mode()  # the cache is an inference tensor: moved in inference mode only

@@ -5,7 +5,7 @@ weights and by how well a kernel runs at a few rows; the right kernel depends on
 the rows at hand. Each holder here is called like `F.linear(x, weight)`:
 - `DenseWeight` on a CPU: reordered once into oneDNN's blocked layout, which runs a few rows
   2-2.5x faster than `F.linear` in bf16 and 1.3-2x in fp32; serving in fp32 (a CPU without bf16
-  units), an fp16 copy for one or two rows;
+  units), an fp16 copy for FBGEMM's fp16 GEMM at up to 48 rows (fp32 sums, 1.5-2.4x faster);
 - a plain tensor on a GPU (`linear`);
 - opt-in (`--quantize`), each changing the answers a little: `Int4Weight` where the
   checkpoint's weights are 4-bit numbers in groups of 32, as a model dequantised from a
@@ -41,8 +41,8 @@ class Int8Weight:
         self.scale = scale.to(weight.dtype)
         self.shape = weight.shape
 
-    def __call__(self, x: torch.Tensor, half: bool = True) -> torch.Tensor:
-        """The product (`half`: for the holders' common call; this one has no fp16 copy)."""
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The product."""
         flat = x.reshape(-1, x.shape[-1]).contiguous()
         out = torch.ops.aten._weight_int8pack_mm(flat, self.q, self.scale.to(x.dtype))
         return out.reshape(*x.shape[:-1], self.shape[0])
@@ -63,43 +63,66 @@ class DenseWeight:
     7.8. Each output is the same fp32 dot product in another order: an answer can differ from
     `generate`'s at a near tie.
 
-    ATen's fp16 GEMV (fp32 sums) on the fp16 copy reads half of fp32's bytes: gate/up 2.6 ms at
-    one row, 5.0 at two, but it rereads the weights for every row, so only up to SMALL_ROWS rows
-    take it. fp16 keeps 10 bits of mantissa, llama.cpp's f16; bf16 would keep 7. A product past
-    fp16's range (65504) is inf, and an inf anywhere in a forward reaches its logits (through
-    attention, or the residual stream's norm): the slot cache checks the logits once a forward
-    and does it again with `half=False` (checking every product cost a tenth of a one-row step).
+    Serving in fp32 (a CPU without bf16 units), up to SMALL_ROWS rows multiply an fp16 copy
+    packed for FBGEMM's fp16 GEMM (`linear_dynamic_fp16`): half of fp32's bytes, fp32 inputs and
+    fp32 sums, so no product can pass fp16's range; only the weights are rounded, to fp16's 10
+    bits of mantissa (llama.cpp's f16; bf16 would keep 7). All five projections of 30 layers and
+    the head, PyTorch's kernels capped at AVX2, ms at 1 / 2 / 4 / 8 / 16 / 48 / 64 rows: reordered
+    fp32 10.7 / 21.0 (with ATen's fp16 GEMV, the copy this replaced: it reread the weights per
+    row) / 24.0 / 25.8 / 35.9 / 90.5 / 91.3, FBGEMM fp16 9.8 / 9.7 / 10.1 / 17.6 / 29.2 / 78.1 /
+    93.2; past that the reordered fp32 weights are faster (the head at 64 rows: 18.6 against
+    28.0). A weight past fp16's range (65504) gets no copy.
 
     The reordered copy is a second copy of the weights (the model's own still back its
     parameters, which attaching adapters and the general decode path read): +259 MB for the
-    built-in model in bf16, +518 MB in fp32. `packing` makes it only where memory has room
-    (`room_for`); else `reorder=False` multiplies the model's own weights by `F.linear`."""
+    built-in model in bf16, +518 MB in fp32 (and the fp16 copy +259 MB). `packing` makes the
+    copies only where memory has room (`room_for`); else `reorder=False` multiplies the model's
+    own weights by `F.linear`."""
 
-    SMALL_ROWS = 2
+    SMALL_ROWS = 48
     ROWS_HINT = 8  # the rows oneDNN picks its layout for; any number of rows multiplies
 
     def __init__(self, weight: torch.Tensor, half: bool = False, reorder: bool = True) -> None:
-        """`half`: keep an fp16 copy for few rows (serving an fp32 model); `reorder`: make the
-        reordered copy (where this PyTorch build can)."""
+        """`half`: keep an fp16 copy for few rows (serving an fp32 model, where this PyTorch
+        build packs for FBGEMM); `reorder`: make the reordered copy (where this build can)."""
         self.full = weight
         self.shape = weight.shape
-        self.half = weight.detach().half() if half else None
+        fits = half and packs_fp16() and bool(weight.abs().amax() <= torch.finfo(torch.half).max)
+        self.half = (
+            torch.ops.quantized.linear_prepack_fp16(weight.detach().float().contiguous(), None)
+            if fits
+            else None
+        )
         self.packed = (
             torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), self.ROWS_HINT)
             if reorder and reorders(weight.dtype)
             else None
         )
 
-    def __call__(self, x: torch.Tensor, half: bool = True) -> torch.Tensor:
-        """The product; `half=False` never takes the fp16 copy (its product may be inf)."""
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The product."""
         flat = x.reshape(-1, self.shape[1])
-        if half and self.half is not None and flat.shape[0] <= self.SMALL_ROWS:
-            out = F.linear(flat.half(), self.half).to(x.dtype)
+        if self.half is not None and flat.shape[0] <= self.SMALL_ROWS:
+            out = torch.ops.quantized.linear_dynamic_fp16(flat.contiguous(), self.half)
         elif self.packed is not None:
             out = torch.ops.mkldnn._linear_pointwise(flat, self.packed, None, "none", [], "")
         else:
             out = F.linear(flat, self.full)
         return out.reshape(*x.shape[:-1], self.shape[0])
+
+
+@lru_cache(maxsize=1)
+def packs_fp16() -> bool:
+    """Whether this PyTorch build multiplies weights packed for FBGEMM's fp16 GEMM (x86 builds,
+    on a CPU with at least AVX2)."""
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        return False
+    try:
+        x, w = torch.ones(1, 8), torch.ones(8, 8)
+        packed = torch.ops.quantized.linear_prepack_fp16(w, None)
+        return torch.equal(torch.ops.quantized.linear_dynamic_fp16(x, packed), F.linear(x, w))
+    except RuntimeError:
+        return False
 
 
 def reorders(dtype: torch.dtype) -> bool:
@@ -151,8 +174,8 @@ class Int4Weight:
         packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
         return cls(packed, scales, DenseWeight(weight, reorder=reorder))
 
-    def __call__(self, x: torch.Tensor, half: bool = True) -> torch.Tensor:
-        """The product (`half`: for the holders' common call; no fp16 copy here either)."""
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The product."""
         flat = x.reshape(-1, x.shape[-1])
         if flat.shape[0] > self.MAX_ROWS:
             return self.dense(x)
@@ -195,10 +218,9 @@ def four_bit_values(source: torch.Tensor) -> torch.Tensor | None:
     return (q - 8) * scale + zero
 
 
-def linear(x: torch.Tensor, weight: Weight, half: bool = True) -> torch.Tensor:
-    """`F.linear(x, weight)` for a plain weight (on a GPU), else the holder's own product;
-    `half=False`: not through an fp16 copy (`DenseWeight`)."""
-    return F.linear(x, weight) if isinstance(weight, torch.Tensor) else weight(x, half)
+def linear(x: torch.Tensor, weight: Weight) -> torch.Tensor:
+    """`F.linear(x, weight)` for a plain weight (on a GPU), else the holder's own product."""
+    return F.linear(x, weight) if isinstance(weight, torch.Tensor) else weight(x)
 
 
 class Checkpoint:
@@ -241,15 +263,15 @@ def packing(
 ) -> Callable[[torch.Tensor, tuple[str, ...]], Weight]:
     """How a weight is held, given its names in the checkpoint: as int8 with `int8`; as 4-bit
     with `int4` where the checkpoint in `folder` (None: none to read) holds 4-bit numbers; else
-    dense: on a CPU reordered for oneDNN (unless `reorder` is False), with an fp16 copy for few
-    rows when serving in fp32; elsewhere (a GPU) as it is. Only `int4` reads the checkpoint."""
+    dense: on a CPU reordered for oneDNN, with an fp16 copy for few rows when serving in fp32
+    (neither where `reorder` is False: no memory for them); elsewhere (a GPU) as it is. Only `int4` reads the checkpoint."""
     if quantize == "int8":
         return lambda weight, names: Int8Weight(weight)
     if not cpu:
         return lambda weight, names: weight
 
     def dense(weight: torch.Tensor) -> DenseWeight:
-        return DenseWeight(weight, half=dtype == FP32, reorder=reorder)
+        return DenseWeight(weight, half=dtype == FP32 and reorder, reorder=reorder)
 
     if quantize != "int4" or folder is None:
         return lambda weight, names: dense(weight)
