@@ -149,6 +149,30 @@ def test_every_pair_of_three_adapters_in_a_batch_gets_its_own(
         assert [engine.wait(s).token_ids for s in mixed] == [alone[x], alone[y], alone[x]]
 
 
+def test_an_adapter_on_some_projections_gets_its_own_alone_and_beside_another(
+    engine, tiny_model_dir, adapters, reference, tmp_path
+):
+    """PEFT's default targets for Llama are q_proj and v_proj: alone, k's and the MLP's updates
+    are empty (the slot cache's bank has rank 0 there); beside an all-linear adapter, q and v
+    sit at their places among the other's projections."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(4)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(base, config).save_pretrained(tmp_path / "qv")
+    qv = local(tiny_model_dir, tmp_path / "qv", "qv")
+    ids = prompt_ids(engine, qv, PROMPTS[1])
+    expected = reference(tiny_model_dir, qv.adapter, ids, GREEDY.max_tokens)
+    alone = engine.wait(engine.submit(qv, ids, GREEDY)).token_ids
+    assert expected.same_but_at_near_ties(alone) >= GREEDY.max_tokens // 2
+    other = local(tiny_model_dir, adapters[0], "a0")
+    mixed = [engine.submit(s, ids, GREEDY) for s in (qv, other, qv)]
+    mixed = [engine.wait(s).token_ids for s in mixed]
+    assert mixed[0] == mixed[2] == alone
+    assert mixed[1] == engine.wait(engine.submit(other, ids, GREEDY)).token_ids != alone
+
+
 def test_adapters_are_loaded_once(engine, tiny_model_dir, adapters):
     spec = local(tiny_model_dir, adapters[0], "a0")
     for _ in range(3):
