@@ -240,6 +240,26 @@ def test_which_adapters_the_slot_cache_applies(
     assert (type(loaded(engine).batch) is SlotBatch) == on_slots
 
 
+def test_groups_no_adapter_touches_take_no_lora_work(tiny_model_dir, tmp_path) -> None:
+    """Under PEFT's default Llama targets (q_proj, v_proj) only the q/k/v group has ranks: the
+    other groups are left out of the rows' tables, so a step adds them no zero update."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(base, config).save_pretrained(tmp_path / "qv")
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / "qv", adapter_name="qv"
+    )
+    batch = SlotBatch(model.eval(), "cpu", 0)
+    batch._build()  # what the first admit does
+    lora = batch._lora_for(["qv", None])
+    assert all(set(tables) == {"qkv"} for tables in lora.per_layer)
+    h = torch.randn(2, 1, model.config.hidden_size)
+    out = torch.randn(2, 1, model.config.hidden_size)
+    assert lora.add(0, "gate_up", h, out) is out
+
+
 def test_a_shared_prefix_is_computed_once_and_answers_stay_the_same(
     engine, tiny_model_dir, reference
 ) -> None:

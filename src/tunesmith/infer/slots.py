@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from itertools import groupby
 
 import torch
 import torch.nn.functional as F
@@ -184,6 +185,10 @@ class Bundle:
         return delta.view(g, self.count, m, self.out).transpose(1, 2).reshape(g, m, -1)
 
 
+# one projection group's adapter tables: A [adapters, in, ranks], and each bundle with its B
+GroupTables = tuple[torch.Tensor, list[tuple[Bundle, torch.Tensor]]]
+
+
 class AdapterBank:
     """Every adapter in use, per layer and projection group: `a` [adapters + 1, in, ranks], each
     projection's A at a fixed place along the ranks (its rank is the largest any adapter gives it,
@@ -202,15 +207,12 @@ class AdapterBank:
     def __init__(self, layers: list[Layer], names: list[str]) -> None:
         self.names = names
         self.index = {None: 0, **{name: i + 1 for i, name in enumerate(names)}}
-        self.per_layer: list[dict[str, tuple[torch.Tensor, list[tuple[Bundle, torch.Tensor]]]]]
-        self.per_layer = [
+        self.per_layer: list[dict[str, GroupTables]] = [
             {group: self._tables(layer, projections) for group, projections in GROUPS.items()}
             for layer in layers
         ]
 
-    def _tables(
-        self, layer: Layer, projections: tuple[str, ...]
-    ) -> tuple[torch.Tensor, list[tuple[Bundle, torch.Tensor]]]:
+    def _tables(self, layer: Layer, projections: tuple[str, ...]) -> GroupTables:
         """One group's A [adapters + 1, in, ranks] and its bundles with their B tables."""
         adapters = len(self.names) + 1
         # per projection, per adapter: (A [rank, in], B [out, rank] scaled) or None
@@ -229,14 +231,10 @@ class AdapterBank:
             tables.append((start, rank, b))
             start += rank
         # next projections with B of one shape share a `bmm` (their B stacked: [.., count, ..])
-        bundles: list[tuple[Bundle, torch.Tensor]] = []
-        for start, rank, b in tables:
-            if bundles and (bundles[-1][0].rank, bundles[-1][0].out) == (rank, b.shape[2]):
-                bundle, stacked = bundles[-1]
-                grown = replace(bundle, count=bundle.count + 1)
-                bundles[-1] = (grown, torch.cat([stacked, b[:, None]], dim=1))
-            else:
-                bundles.append((Bundle(start, 1, rank, b.shape[2]), b[:, None]))
+        bundles = []
+        for (rank, outs), run in groupby(tables, key=lambda t: (t[1], t[2].shape[2])):
+            starts, _, bs = zip(*run, strict=True)
+            bundles.append((Bundle(starts[0], len(bs), rank, outs), torch.stack(bs, dim=1)))
         return a_all, bundles
 
 
@@ -253,8 +251,9 @@ class Lora:
     """The rows' adapters for the steps to come, as segmented matmuls (Punica's SGMV): the rows
     grouped by adapter when the batch's rows change, then per projection group `delta = (h @ A)
     @ B` as batched matmuls over the adapters in use (one for A, one per `Bundle` for B), each
-    group's rows one matrix, padded to the largest group with a zero row. Rows without an adapter take no part. As in PEFT, the
-    input is cast up to the adapter's fp32 and the sum cast back to the base's dtype.
+    group's rows one matrix, padded to the largest group with a zero row. Rows without an
+    adapter take no part. As in PEFT, the input is cast up to the adapter's fp32 and the sum
+    cast back to the base's dtype.
 
     Each adapter's A and B are read once a step, not once per row: a copy per row (BGMV, which
     this replaced) read 232 MB a step at 8 rows with rank 16. A decode step of 8 rows (bf16
@@ -268,8 +267,7 @@ class Lora:
 
     def __init__(self, bank: AdapterBank | None, adapters: list[str | None]) -> None:
         self.active = bank is not None and any(a is not None for a in adapters)
-        self.per_layer: list[dict[str, tuple[torch.Tensor, list[tuple[Bundle, torch.Tensor]]]]]
-        self.per_layer = []
+        self.per_layer: list[dict[str, GroupTables]] = []
         if bank is None or not self.active:
             return
         rows: dict[int, list[int]] = {}  # bank index -> its rows
@@ -293,20 +291,24 @@ class Lora:
         # every change of the batch's rows (each admit and each finish): ~5% of a mixed run.
         neighbours = used == list(range(used[0], used[0] + len(used)))
         pick = slice(used[0], used[-1] + 1) if neighbours else torch.tensor(used)
+        # a group no adapter touches (rank 0: the MLP under PEFT's default q/v targets) is left
+        # out, so its projection is not added a zero update at every step
         for tables in bank.per_layer:
             self.per_layer.append(
                 {
                     group: (a[pick], [(bundle, b[pick]) for bundle, b in bundles])
                     for group, (a, bundles) in tables.items()
+                    if a.shape[2]
                 }
             )
 
     def add(self, layer: int, group: str, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """`out` [rows, tokens, out], the projection of `h` [rows, tokens, in] by the base
         weights, plus each row's adapter update."""
-        if not self.active:
+        tables = self.per_layer[layer].get(group) if self.active else None
+        if tables is None:
             return out
-        a, bundles = self.per_layer[layer][group]
+        a, bundles = tables
         _, tokens, size = h.shape
         x = h.to(FP32)
         if not self.in_order:

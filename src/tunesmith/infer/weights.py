@@ -264,7 +264,8 @@ def packing(
     """How a weight is held, given its names in the checkpoint: as int8 with `int8`; as 4-bit
     with `int4` where the checkpoint in `folder` (None: none to read) holds 4-bit numbers; else
     dense: on a CPU reordered for oneDNN, with an fp16 copy for few rows when serving in fp32
-    (neither where `reorder` is False: no memory for them); elsewhere (a GPU) as it is. Only `int4` reads the checkpoint."""
+    (neither where `reorder` is False: no memory for them); elsewhere (a GPU) as it is. Only
+    `int4` reads the checkpoint."""
     if quantize == "int8":
         return lambda weight, names: Int8Weight(weight)
     if not cpu:
